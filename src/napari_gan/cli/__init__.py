@@ -1,0 +1,53 @@
+"""The ``napari-gan`` command line: a thin face over :mod:`napari_gan.core`.
+
+Sub-commands: ``train pix2pix``, ``train stylegan2``, ``predict``, ``generate``, ``demo``.
+Every user error is printed as one line starting with ``error:`` (exit status 2), never
+as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import demo, pix2pix, stylegan2
+
+    parser = argparse.ArgumentParser(
+        prog="napari-gan",
+        description="Train and apply GANs on microscopy images (Pix2Pix restoration, StyleGAN2 generation).",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-gan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = sub.add_parser("train", help="train a model").add_subparsers(
+        dest="family", required=True, metavar="FAMILY")
+    pix2pix.add_train_parser(train)
+    stylegan2.add_train_parser(train)
+    pix2pix.add_predict_parser(sub)
+    stylegan2.add_generate_parser(sub)
+    demo.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..core.errors import NapariGanError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NapariGanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # disk full, permissions, ... outside the checked paths
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

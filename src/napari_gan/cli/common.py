@@ -1,0 +1,64 @@
+"""Pieces every sub-command shares: budget and device options, running a trainer."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ..core.events import TrainEvent, format_seconds
+
+
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("budget (at least one)")
+    g.add_argument("--minutes", type=float, help="wall-clock training time for this run")
+    g.add_argument("--steps", type=int, help="total number of optimisation steps")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, help="run folder for the model files")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    p.add_argument("--val-every", type=int, default=200, help="validate and save every N steps")
+    p.add_argument("--log-every", type=int, default=20, help="print losses every N steps")
+    p.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+
+def run_trainer(trainer, quiet: bool = False, out=sys.stdout) -> TrainEvent:
+    """Drive a trainer to the end, printing its events. Ctrl-C stops it cleanly
+    (the model and the resumable state are saved); a second Ctrl-C aborts."""
+    last = None
+
+    def on_sigint(signum, frame):
+        if trainer.stopped:
+            raise KeyboardInterrupt
+        print("\nstopping after this step (Ctrl-C again to abort) ...", file=sys.stderr)
+        trainer.request_stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    try:
+        t0 = time.perf_counter()
+        for event in trainer.run():
+            last = event
+            if event.kind == "done":
+                break
+            if not quiet or event.kind == "warning":
+                print(event.summary(), file=out, flush=True)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if trainer.dist.is_main:
+        print(f"training {last.message} after {last.step} steps in {format_seconds(time.perf_counter() - t0)}"
+              + (" | " + " | ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()) if last.metrics else ""),
+              file=out)
+        print(f"model saved to {last.paths['best']} (last: {last.paths['last']}; resume with --resume)", file=out)
+    return last
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

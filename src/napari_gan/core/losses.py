@@ -1,0 +1,52 @@
+"""Adversarial losses selected by name, and the regularisers they need."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan-gp")
+
+
+def _check(mode: str) -> None:
+    if mode not in GAN_MODES:
+        raise ValueError(f"unknown GAN loss '{mode}'; choose one of {', '.join(GAN_MODES)}")
+
+
+def discriminator_loss(mode: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Loss for D given its logits on real and on generated samples."""
+    _check(mode)
+    real, fake = real.float(), fake.float()
+    if mode == "vanilla":
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    if mode == "lsgan":
+        return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+    if mode == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return fake.mean() - real.mean()  # wgan-gp (add gradient_penalty)
+
+
+def generator_loss(mode: str, fake: torch.Tensor) -> torch.Tensor:
+    """Adversarial loss for G (the non-saturating form for 'vanilla')."""
+    _check(mode)
+    fake = fake.float()
+    if mode == "vanilla":
+        return F.softplus(-fake).mean()
+    if mode == "lsgan":
+        return 0.5 * (fake - 1).pow(2).mean()
+    return -fake.mean()  # hinge and wgan-gp
+
+
+def gradient_penalty(critic, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: penalise critic gradient norms away from 1 on random interpolates."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    out = critic(condition, mixed)
+    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """R1: squared gradient norm of D on real images (``real_images`` must require grad)."""
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real_images, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()

@@ -1,0 +1,255 @@
+"""The training loop shared by every model family.
+
+A trainer is driven by iterating :meth:`Trainer.run`, which yields
+:class:`~napari_gan.core.events.TrainEvent` objects: the CLI prints them, the napari
+widget forwards them from a ``thread_worker``. :meth:`Trainer.request_stop` ends the
+loop after the current step; the model and the full training state are then saved so
+that a later run resumes exactly (weights, optimiser state, step, RNG state).
+
+Subclasses implement the family-specific parts (``train_step``, ``validate``,
+``model_state``, ``training_state``/``load_training_state``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .. import checkpoint
+from ..device import distributed_info
+from ..errors import NapariGanError
+from ..events import TrainEvent
+
+MAX_ROLLBACKS = 3
+
+
+@dataclass
+class Budget:
+    """Train until ``steps`` total steps, or for ``minutes`` of wall-clock time in this run."""
+
+    steps: int | None = None
+    minutes: float | None = None
+
+    def __post_init__(self):
+        if self.steps is None and self.minutes is None:
+            raise NapariGanError("Give a training budget: a number of steps or of minutes.")
+        if self.steps is not None and self.steps <= 0:
+            raise NapariGanError("The number of steps must be positive.")
+        if self.minutes is not None and not self.minutes > 0:
+            raise NapariGanError("The number of minutes must be positive.")
+
+    def fraction(self, step: int, start_step: int, run_seconds: float) -> float:
+        parts = []
+        if self.steps is not None:
+            parts.append(step / self.steps)
+        if self.minutes is not None:
+            parts.append(run_seconds / (60 * self.minutes))
+        return min(1.0, max(parts))
+
+    def eta(self, step: int, start_step: int, run_seconds: float) -> float | None:
+        done = step - start_step
+        etas = []
+        if self.steps is not None and done > 0:
+            etas.append(run_seconds / done * max(0, self.steps - step))
+        if self.minutes is not None:
+            etas.append(max(0.0, 60 * self.minutes - run_seconds))
+        return min(etas) if etas else None
+
+
+class Trainer:
+    """Common loop: budget, logging, validation, best/last model files, NaN rollback."""
+
+    kind = ""
+
+    def __init__(self, out_dir: str | Path, budget: Budget, device: torch.device, seed: int = 0,
+                 log_every: int = 10, val_every: int = 100, batch: int = 1):
+        self.out_dir = Path(out_dir)
+        self.budget, self.device, self.seed, self.batch = budget, device, seed, batch
+        self.log_every, self.val_every = max(1, log_every), max(1, val_every)
+        self.dist = distributed_info()
+        self.step = 0
+        self.elapsed_total = 0.0          # seconds over all runs, including resumed ones
+        self.best_score = -math.inf
+        self.rng = np.random.default_rng([seed, self.dist.rank])
+        torch.manual_seed(seed)
+        self._stop = False
+        self._good_state: dict | None = None
+
+    # ------------------------------------------------------------ family-specific parts
+    def train_step(self, fraction: float) -> dict[str, float]:
+        """One optimisation step; return its losses as floats."""
+        raise NotImplementedError
+
+    def validate(self) -> tuple[dict[str, float], np.ndarray | None]:
+        """Metrics (the first one is maximised to pick the best model) and a preview image."""
+        raise NotImplementedError
+
+    def model_config(self) -> dict:
+        raise NotImplementedError
+
+    def model_state(self) -> dict:
+        """Nested state saved in the model file (e.g. ``{"generator": ...}``)."""
+        raise NotImplementedError
+
+    def model_header(self) -> dict:
+        """Extra header entries for model files (e.g. normalisation)."""
+        return {}
+
+    def training_state(self) -> dict:
+        """Everything besides the common counters needed to resume exactly."""
+        raise NotImplementedError
+
+    def load_training_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def score(self, metrics: dict[str, float]) -> float:
+        """Higher is better; default: the first metric."""
+        return next(iter(metrics.values())) if metrics else -math.inf
+
+    # ------------------------------------------------------------------ files
+    @property
+    def paths(self) -> dict[str, Path]:
+        return {
+            "best": self.out_dir / checkpoint.MODEL_FILENAME,
+            "last": self.out_dir / checkpoint.LAST_FILENAME,
+            "state": self.out_dir / checkpoint.STATE_FILENAME,
+        }
+
+    def save_model(self, path: Path, metrics: dict | None = None) -> Path:
+        return checkpoint.save(path, self.kind, "model", self.model_config(), self.model_state(),
+                               step=self.step, metrics=metrics or {}, **self.model_header())
+
+    def full_state(self) -> dict:
+        state = {
+            "step": self.step,
+            "elapsed_total": self.elapsed_total,
+            "best_score": self.best_score if math.isfinite(self.best_score) else None,
+            "rng_numpy": self.rng.bit_generator.state,
+            "rng_torch": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        state.update(self.training_state())
+        return state
+
+    def save_state(self) -> Path:
+        return checkpoint.save(self.paths["state"], self.kind, "training_state", self.model_config(),
+                               self.full_state(), **self.model_header())
+
+    def restore_state(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.elapsed_total = float(state["elapsed_total"])
+        best = state.get("best_score")
+        self.best_score = -math.inf if best is None else float(best)
+        self.rng.bit_generator.state = state["rng_numpy"]
+        torch.set_rng_state(state["rng_torch"])
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.load_training_state(state)
+
+    def resume_from(self, path: str | Path | None = None) -> None:
+        """Load the training state saved by an earlier (stopped or finished) run."""
+        path = Path(path) if path else self.paths["state"]
+        if path.is_dir():
+            path = path / checkpoint.STATE_FILENAME
+        if not path.is_file():
+            raise NapariGanError(f"Nothing to resume: '{path}' does not exist.")
+        loaded = checkpoint.load(path, expect_kind=self.kind, expect_role="training_state")
+        self.restore_state(loaded.state)
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self) -> None:
+        """Ask the loop to end after the current step (thread-safe: a flag)."""
+        self._stop = True
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop
+
+    def _snapshot(self) -> None:
+        self._good_state = copy.deepcopy(self.full_state())
+
+    def _rollback(self) -> bool:
+        if self._good_state is None:
+            return False
+        self.restore_state(copy.deepcopy(self._good_state))
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> Iterator[TrainEvent]:
+        main = self.dist.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        start_step, t0 = self.step, time.perf_counter()
+        elapsed_before = self.elapsed_total
+        images, rollbacks, losses = 0, 0, {}
+        self._snapshot()
+
+        def event(kind: str, **kw) -> TrainEvent:
+            run_s = time.perf_counter() - t0
+            return TrainEvent(
+                kind=kind, step=self.step,
+                fraction=self.budget.fraction(self.step, start_step, run_s),
+                elapsed_s=elapsed_before + run_s,
+                eta_s=self.budget.eta(self.step, start_step, run_s),
+                images_per_s=images / run_s if run_s > 0 else 0.0, **kw)
+
+        end_message = "budget reached"
+        while True:
+            run_s = time.perf_counter() - t0
+            fraction = self.budget.fraction(self.step, start_step, run_s)
+            if fraction >= 1.0:
+                break
+            if self._stop:
+                end_message = "stopped"
+                break
+            losses = self.train_step(fraction)
+            if not all(math.isfinite(v) for v in losses.values()):
+                rollbacks += 1
+                if rollbacks > MAX_ROLLBACKS or not self._rollback():
+                    raise NapariGanError(
+                        f"Training diverged (non-finite loss at step {self.step}) and did not "
+                        "recover; try a lower learning rate. The last good model files are kept."
+                    )
+                yield event("warning", losses=losses,
+                            message=f"non-finite loss; rolled back to step {self.step}")
+                continue
+            self.step += 1
+            images += self.batch * self.dist.world_size
+            self.elapsed_total = elapsed_before + time.perf_counter() - t0
+            if self.step % self.val_every == 0:
+                yield self._validation_event(event, losses, main)
+                rollbacks = 0
+            elif self.step % self.log_every == 0 and main:
+                yield event("progress", losses=losses)
+
+        self.elapsed_total = elapsed_before + time.perf_counter() - t0
+        final = self._validation_event(event, losses, main) if self.step > 0 else None
+        if main:
+            self.save_model(self.paths["last"], final.metrics if final else None)
+            if not self.paths["best"].exists():
+                self.save_model(self.paths["best"], final.metrics if final else None)
+            self.save_state()
+        yield event("done", losses=losses, metrics=final.metrics if final else {},
+                    preview=final.preview if final else None, message=end_message,
+                    paths={k: str(v) for k, v in self.paths.items()})
+
+    def _validation_event(self, event, losses, main: bool) -> TrainEvent:
+        metrics, preview = self.validate()
+        message = ""
+        score = self.score(metrics)
+        if main and score > self.best_score:
+            self.best_score = score
+            self.save_model(self.paths["best"], metrics)
+            message = "best so far, saved"
+        if main:
+            self.save_state()
+        self._snapshot()
+        return event("validation", losses=losses, metrics=metrics, preview=preview, message=message)
