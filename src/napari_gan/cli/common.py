@@ -27,9 +27,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
 
 
-def run_trainer(trainer, quiet: bool = False, out=sys.stdout) -> TrainEvent:
+def run_trainer(trainer, quiet: bool = False, out=None) -> TrainEvent:
     """Drive a trainer to the end, printing its events. Ctrl-C stops it cleanly
     (the model and the resumable state are saved); a second Ctrl-C aborts."""
+    out = out or sys.stdout
     last = None
 
     def on_sigint(signum, frame):

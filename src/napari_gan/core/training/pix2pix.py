@@ -109,7 +109,9 @@ class Pix2PixTrainer(Trainer):
             data, val_data = data.split_by_region(cfg.val_fraction, cfg.patch)
         self.data, self.val_data = data, val_data
         self.sampler = PairedPatchSampler(data, cfg.patch, self.rng)
-        self.val_crops = validation_crops(val_data, val_crop) if val_data is not None else []
+        # Without a held-out region (tiny images) metrics and preview come from training crops.
+        self.val_prefix = "val" if val_data is not None else "train"
+        self.val_crops = validation_crops(val_data if val_data is not None else data, val_crop)
         configure_backends(device)
         self.G = build_generator(cfg).to(device)
         self.D = build_discriminator(cfg).to(device)
@@ -183,7 +185,8 @@ class Pix2PixTrainer(Trainer):
             if preview is None:
                 preview = self.data.target_norm.denormalize(pred)
         n = len(self.val_crops)
-        return {"val_psnr": p_sum / n, "val_ssim": s_sum / n}, preview[0] if preview.shape[0] == 1 else preview
+        metrics = {f"{self.val_prefix}_psnr": p_sum / n, f"{self.val_prefix}_ssim": s_sum / n}
+        return metrics, preview[0] if preview.shape[0] == 1 else preview
 
     # ------------------------------------------------------------------- state
     def model_config(self) -> dict:

@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+
+def smooth_image(shape, seed=0):
+    """A small structured image (blobs) in [0, 200], so models have something to learn."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    img = ndimage.gaussian_filter(rng.random(shape), 2.5)
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 200).astype(np.float32)
+
+
+@pytest.fixture
+def toy_pair():
+    from napari_gan.core.data import poisson_gaussian_noise
+
+    clean = smooth_image((64, 64))
+    noisy = poisson_gaussian_noise(clean, 30, 0.02, np.random.default_rng(1))
+    return noisy, clean
+
+
+@pytest.fixture
+def tiny_cfg():
+    from napari_gan.core.training.pix2pix import Pix2PixConfig
+
+    def make(**kw):
+        base = dict(depth=2, width=8, disc_width=8, disc_layers=2, patch=32, batch=2, val_fraction=0.2)
+        base.update(kw)
+        return Pix2PixConfig(**base)
+
+    return make
