@@ -50,3 +50,19 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     """R1: squared gradient norm of D on real images (``real_images`` must require grad)."""
     (grad,) = torch.autograd.grad(real_logits.float().sum(), real_images, create_graph=True)
     return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def path_length_penalty(images: torch.Tensor, ws: torch.Tensor, pl_mean: torch.Tensor,
+                        decay: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+    """StyleGAN2 path-length regularisation.
+
+    The gradient of the images (projected on random noise) with respect to the styles
+    ``ws`` should have the same length everywhere in W; its running mean ``pl_mean`` is the
+    target. Returns ``(penalty, new_pl_mean)``; ``ws`` must be part of ``images``' graph.
+    """
+    h, w = images.shape[-2:]
+    noise = torch.randn_like(images) / (h * w) ** 0.5
+    (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+    lengths = grad.float().square().sum(2).mean(1).sqrt()
+    new_mean = pl_mean.lerp(lengths.mean().detach(), decay)
+    return (lengths - new_mean).square().mean(), new_mean

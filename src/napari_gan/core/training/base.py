@@ -15,14 +15,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from .. import checkpoint
+from .. import checkpoint, distributed
 from ..device import distributed_info
 from ..errors import NapariGanError
 from ..events import TrainEvent
@@ -32,23 +32,36 @@ MAX_ROLLBACKS = 3
 
 @dataclass
 class Budget:
-    """Train until ``steps`` total steps, or for ``minutes`` of wall-clock time in this run."""
+    """Train until ``steps`` total steps, for ``minutes`` of wall-clock time in this run, or
+    until ``kimg`` thousand images in total have been seen (whichever comes first).
+
+    ``images_per_step`` (batch x processes) is set by the trainer; it converts kimg to steps.
+    """
 
     steps: int | None = None
     minutes: float | None = None
+    kimg: float | None = None
+    images_per_step: int = field(default=1, repr=False)
 
     def __post_init__(self):
-        if self.steps is None and self.minutes is None:
-            raise NapariGanError("Give a training budget: a number of steps or of minutes.")
+        if self.steps is None and self.minutes is None and self.kimg is None:
+            raise NapariGanError("Give a training budget: a number of steps or of minutes "
+                                 "(or of thousands of images, kimg).")
         if self.steps is not None and self.steps <= 0:
             raise NapariGanError("The number of steps must be positive.")
         if self.minutes is not None and not self.minutes > 0:
             raise NapariGanError("The number of minutes must be positive.")
+        if self.kimg is not None and not self.kimg > 0:
+            raise NapariGanError("The number of kimg (thousands of images) must be positive.")
+
+    def _step_limits(self) -> list[int]:
+        limits = [self.steps] if self.steps is not None else []
+        if self.kimg is not None:
+            limits.append(max(1, math.ceil(1000 * self.kimg / max(1, self.images_per_step))))
+        return limits
 
     def fraction(self, step: int, start_step: int, run_seconds: float) -> float:
-        parts = []
-        if self.steps is not None:
-            parts.append(step / self.steps)
+        parts = [step / limit for limit in self._step_limits()]
         if self.minutes is not None:
             parts.append(run_seconds / (60 * self.minutes))
         return min(1.0, max(parts))
@@ -56,8 +69,8 @@ class Budget:
     def eta(self, step: int, start_step: int, run_seconds: float) -> float | None:
         done = step - start_step
         etas = []
-        if self.steps is not None and done > 0:
-            etas.append(run_seconds / done * max(0, self.steps - step))
+        if done > 0:
+            etas += [run_seconds / done * max(0, limit - step) for limit in self._step_limits()]
         if self.minutes is not None:
             etas.append(max(0.0, 60 * self.minutes - run_seconds))
         return min(etas) if etas else None
@@ -74,6 +87,7 @@ class Trainer:
         self.budget, self.device, self.seed, self.batch = budget, device, seed, batch
         self.log_every, self.val_every = max(1, log_every), max(1, val_every)
         self.dist = distributed_info()
+        budget.images_per_step = batch * self.dist.world_size
         self.step = 0
         self.elapsed_total = 0.0          # seconds over all runs, including resumed ones
         self.best_score = -math.inf
@@ -205,9 +219,11 @@ class Trainer:
         while True:
             run_s = time.perf_counter() - t0
             fraction = self.budget.fraction(self.step, start_step, run_s)
+            # Under DDP every process takes rank 0's clock and anyone's stop request.
+            fraction, stop = distributed.agree(fraction, self._stop, self.device)
             if fraction >= 1.0:
                 break
-            if self._stop:
+            if stop:
                 end_message = "stopped"
                 break
             losses = self.train_step(fraction)
@@ -237,6 +253,7 @@ class Trainer:
             if not self.paths["best"].exists():
                 self.save_model(self.paths["best"], final.metrics if final else None)
             self.save_state()
+        distributed.barrier()   # the files exist for every process once it is done
         yield event("done", losses=losses, metrics=final.metrics if final else {},
                     preview=final.preview if final else None, message=end_message,
                     paths={k: str(v) for k, v in self.paths.items()})

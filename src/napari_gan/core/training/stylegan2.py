@@ -1,0 +1,529 @@
+"""StyleGAN2: unconditional generation of images like the user's own, from Gaussian noise.
+
+Pieces, in the order they are used:
+
+* :class:`ImageSet` / :class:`CropSampler`: unpaired training images (a stack, one large
+  image or a folder), percentile-normalised like Pix2Pix, sampled as random crops with
+  random flips and 90-degree rotations (microscopy has no preferred orientation).
+* :func:`auto_hyperparameters`: the one place where batch, learning rate, R1 weight,
+  EMA length and network width are derived from the resolution and batch (after
+  stylegan2-ada-pytorch's ``auto`` configuration). :class:`StyleGAN2Config` fills every
+  field left as ``None`` from it; any field can be overridden.
+* :class:`AdaptiveAugment`: ADA. Flips, 90-degree rotations, integer translation,
+  brightness and contrast are applied to everything the discriminator sees with a
+  probability ``p`` that rises while the discriminator is over-confident on real images
+  (the sign of its logits is above ``target``) and falls otherwise. All operations are
+  index gathers and arithmetic, so R1's double backward passes through them.
+* :class:`StyleGAN2Trainer`: non-saturating loss, lazy R1 (every ``r1_interval`` D steps),
+  path-length regularisation (every ``pl_interval`` G steps), style mixing, EMA generator.
+  Main passes run under bf16 autocast on CUDA, regularisation passes in float32;
+  ``compile`` compiles the networks for the main passes only (no double backward there).
+  Quality is measured by a multi-scale patch sliced Wasserstein distance (SWD) between
+  fixed real crops and images of the EMA generator from fixed latents.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import checkpoint
+from ..data import Normalizer, check_finite, dihedral, to_planes
+from ..device import autocast, configure_backends
+from ..errors import NapariGanError
+from ..losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
+from ..metrics import patch_swd
+from ..models.stylegan2 import Discriminator, Generator
+from .base import Budget, Trainer
+
+MIN_CROPS = 8
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024
+AUGMENT_MODES = ("ada", "none")
+# network sizes: channel_base, channel_max, z_dim (= w_dim). "full" is the reference's.
+SIZES = {"small": (2048, 64, 64), "medium": (8192, 256, 256), "full": (16384, 512, 512)}
+
+
+# ---------------------------------------------------------------------------- data
+@dataclass
+class ImageSet:
+    """Raw training planes ``(C, H, W)`` (possibly memory-mapped) and their normaliser.
+
+    Model space is ``[-1, 1]``: the percentile normaliser maps to about ``[0, 1]``, then
+    ``2x - 1``. :meth:`to_model` / :meth:`from_model` convert both ways.
+    """
+
+    planes: list[np.ndarray]
+    norm: Normalizer
+    names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, planes: list[np.ndarray], resolution: int, names: list[str] | None = None,
+              norm: Normalizer | None = None) -> "ImageSet":
+        names = names or [f"image {i + 1}" for i in range(len(planes))]
+        if not planes:
+            raise NapariGanError("No training images were given.")
+        for plane, name in zip(planes, names):
+            if plane.shape[0] != planes[0].shape[0]:
+                raise NapariGanError(f"{name}: all images must have the same number of channels.")
+            h, w = plane.shape[-2:]
+            if min(h, w) < resolution:
+                raise NapariGanError(
+                    f"{name} is only {h}x{w} pixels, smaller than the training resolution "
+                    f"{resolution}x{resolution}; choose a lower --resolution or larger images.")
+            check_finite(plane, name)
+        crops = sum((p.shape[-2] // resolution) * (p.shape[-1] // resolution) for p in planes)
+        if crops < MIN_CROPS:
+            raise NapariGanError(
+                f"Too few images: {len(planes)} image(s) hold only {crops} distinct "
+                f"{resolution}x{resolution} crop(s), and StyleGAN2 needs at least {MIN_CROPS} "
+                "(tens to hundreds work well). Add images or choose a lower --resolution.")
+        norm = norm or Normalizer.fit(planes, name="the training images")
+        return cls(list(planes), norm, names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.planes[0].shape[0])
+
+    def to_model(self, crop: np.ndarray) -> np.ndarray:
+        """One raw ``(C, h, w)`` crop -> float32 in model space (about [-1, 1])."""
+        return self.norm.normalize(crop) * 2.0 - 1.0
+
+    def from_model(self, images: np.ndarray) -> np.ndarray:
+        """``(N, C, H, W)`` model-space images -> float32 in the training images' units."""
+        per_channel_first = np.moveaxis(np.asarray(images, np.float32), 1, 0)
+        return np.moveaxis(self.norm.denormalize((per_channel_first + 1.0) * 0.5), 0, 1)
+
+
+def image_set_from_files(path, resolution: int, channels: int = 1,
+                         norm: Normalizer | None = None) -> ImageSet:
+    """A TIFF stack, one large image, or a folder of TIFFs -> :class:`ImageSet`."""
+    from ..io import expand_paths, read_tiff
+
+    planes, names = [], []
+    for file in expand_paths(path):
+        stack, _ = to_planes(read_tiff(file, memmap=True), channels, name=f"'{file.name}'")
+        for i in range(len(stack)):
+            planes.append(stack[i])
+            names.append(f"'{file.name}'" if len(stack) == 1 else f"'{file.name}' plane {i + 1}")
+    return ImageSet.build(planes, resolution, names, norm)
+
+
+class CropSampler:
+    """Random ``size x size`` crops in model space; planes are drawn in proportion to
+    their area, and ``mirror`` adds a random flip/90-degree rotation per crop."""
+
+    def __init__(self, data: ImageSet, size: int, rng: np.random.Generator, mirror: bool = True):
+        self.data, self.size, self.rng, self.mirror = data, size, rng, mirror
+        areas = np.array([p.shape[-2] * p.shape[-1] for p in data.planes], np.float64)
+        self.weights = areas / areas.sum()
+
+    def sample(self, n: int) -> np.ndarray:
+        s, crops = self.size, []
+        for _ in range(n):
+            plane = self.data.planes[int(self.rng.choice(len(self.data.planes), p=self.weights))]
+            r = int(self.rng.integers(0, plane.shape[-2] - s + 1))
+            c = int(self.rng.integers(0, plane.shape[-1] - s + 1))
+            crop = self.data.to_model(plane[:, r:r + s, c:c + s])
+            if self.mirror:
+                crop = dihedral(crop, int(self.rng.integers(0, 8)))
+            crops.append(np.ascontiguousarray(crop))
+        return np.stack(crops)
+
+
+# -------------------------------------------------------------------------- config
+def auto_hyperparameters(resolution: int, batch: int | None = None, size: str = "small") -> dict:
+    """Hyper-parameters derived from resolution and batch (stylegan2-ada-pytorch "auto").
+
+    batch: 4096 / resolution, at most 32; minibatch-std group: 4; learning rate 0.0025
+    (0.002 from 1024); R1 weight gamma = 0.0002 * resolution^2 / batch; EMA half-life
+    batch * 10/32 kimg; width from ``size`` ("full": the reference's, doubled from 512).
+    """
+    batch = batch or max(1, min(4096 // resolution, 32))
+    channel_base, channel_max, z_dim = SIZES[size]
+    if size == "full" and resolution >= 512:
+        channel_base *= 2
+    return {
+        "batch": batch,
+        "mbstd_group": min(batch, 4),
+        "lr": 0.002 if resolution >= 1024 else 0.0025,
+        "gamma": 0.0002 * resolution ** 2 / batch,
+        "ema_kimg": batch * 10 / 32,
+        "channel_base": channel_base,
+        "channel_max": channel_max,
+        "z_dim": z_dim,
+        "w_dim": z_dim,
+    }
+
+
+@dataclass
+class StyleGAN2Config:
+    """A StyleGAN2 model and its training (saved in the model file).
+
+    Fields left as ``None`` are filled by :func:`auto_hyperparameters`.
+    """
+
+    resolution: int = 64
+    channels: int = 1
+    size: str = "small"
+    batch: int | None = None
+    z_dim: int | None = None
+    w_dim: int | None = None
+    mapping_layers: int = 2
+    channel_base: int | None = None
+    channel_max: int | None = None
+    mbstd_group: int | None = None
+    lr: float | None = None
+    gamma: float | None = None
+    ema_kimg: float | None = None
+    ema_rampup: float = 0.05
+    r1_interval: int = 16
+    pl_weight: float = 2.0
+    pl_interval: int = 4
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
+    style_mixing: float = 0.9
+    augment: str = "ada"
+    aug_p: float = 0.0
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 100.0
+    mirror: bool = True
+    eval_images: int = 64
+    preview_grid: int = 4
+    amp: bool = True
+    compile: bool = False
+
+    def __post_init__(self):
+        r = self.resolution
+        if not (isinstance(r, int) and MIN_RESOLUTION <= r <= MAX_RESOLUTION and r & (r - 1) == 0):
+            raise NapariGanError(
+                f"The resolution must be a power of two between {MIN_RESOLUTION} and "
+                f"{MAX_RESOLUTION} (e.g. 64, 128 or 256), not {r}.")
+        if self.size not in SIZES:
+            raise NapariGanError(f"Unknown network size '{self.size}'; choose one of {', '.join(SIZES)}.")
+        if self.batch is not None and self.batch < 1:
+            raise NapariGanError("The batch size must be positive.")
+        for name, value in auto_hyperparameters(r, self.batch, self.size).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        self._check()
+
+    def _check(self) -> None:
+        if self.channels < 1:
+            raise NapariGanError("The number of channels must be positive.")
+        if min(self.z_dim, self.w_dim, self.channel_base, self.channel_max, self.mapping_layers) < 1:
+            raise NapariGanError("Network dimensions (z, w, channels, mapping layers) must be positive.")
+        if not self.lr > 0 or self.gamma < 0 or self.pl_weight < 0 or self.ema_kimg < 0:
+            raise NapariGanError("The learning rate must be positive; gamma, pl_weight and ema_kimg not negative.")
+        if min(self.r1_interval, self.pl_interval, self.ada_interval, self.pl_batch_shrink) < 1:
+            raise NapariGanError("Regularisation and augmentation intervals must be at least 1.")
+        if self.augment not in AUGMENT_MODES:
+            raise NapariGanError(f"Unknown augmentation '{self.augment}'; choose one of {', '.join(AUGMENT_MODES)}.")
+        if not (0 <= self.aug_p <= 1 and 0 <= self.style_mixing <= 1 and 0 < self.ada_target < 1):
+            raise NapariGanError("aug_p and style_mixing must be in [0, 1], ada_target in (0, 1).")
+        if self.eval_images < 2 or self.preview_grid < 1 or self.ada_kimg <= 0:
+            raise NapariGanError("eval_images must be at least 2, preview_grid and ada_kimg positive.")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StyleGAN2Config":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def build_generator(cfg: StyleGAN2Config) -> Generator:
+    return Generator(cfg.z_dim, cfg.w_dim, cfg.resolution, cfg.channels, cfg.mapping_layers,
+                     cfg.channel_base, cfg.channel_max)
+
+
+def build_discriminator(cfg: StyleGAN2Config) -> Discriminator:
+    return Discriminator(cfg.resolution, cfg.channels, cfg.channel_base, cfg.channel_max, cfg.mbstd_group)
+
+
+# --------------------------------------------------------------------- augmentation
+def _reflect(v: torch.Tensor, n: int) -> torch.Tensor:
+    period = 2 * (n - 1)
+    v = torch.remainder(v, period)
+    return torch.where(v >= n, period - v, v)
+
+
+def augment(images: torch.Tensor, p: float) -> torch.Tensor:
+    """ADA's "bgc"-style pipeline for microscopy, each transform applied with probability p:
+    horizontal flip, 90-degree rotation, integer translation (up to 1/8 of the size, mirror
+    padding), brightness shift and contrast scaling. Differentiable, double backward included."""
+    if p <= 0:
+        return images
+    n, c, h, w = images.shape
+    dev = images.device
+    apply = lambda: torch.rand(n, device=dev) < p  # noqa: E731
+    ys, xs = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
+    ys, xs = ys.expand(n, h, w), xs.expand(n, h, w)
+    shift = torch.round((torch.rand(n, 2, device=dev) * 2 - 1) * 0.125 * torch.tensor([h, w], device=dev))
+    shift = shift.long() * apply()[:, None]
+    ys, xs = _reflect(ys - shift[:, :1, None], h), _reflect(xs - shift[:, 1:, None], w)
+    if h == w:
+        turns = torch.randint(0, 4, (n,), device=dev) * apply()
+        for k in range(1, 4):
+            ys, xs = (torch.where((turns >= k)[:, None, None], xs, ys),
+                      torch.where((turns >= k)[:, None, None], w - 1 - ys, xs))
+    xs = torch.where(apply()[:, None, None], w - 1 - xs, xs)
+    index = (ys * w + xs).reshape(n, 1, h * w).expand(n, c, h * w)
+    out = images.reshape(n, c, h * w).gather(2, index).reshape(n, c, h, w)
+    brightness = torch.randn(n, 1, 1, 1, device=dev, dtype=out.dtype) * 0.2 * apply()[:, None, None, None]
+    contrast = torch.exp2(torch.randn(n, 1, 1, 1, device=dev) * 0.5 * apply()[:, None, None, None])
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    return (out - mean) * contrast.to(out.dtype) + mean + brightness
+
+
+class AdaptiveAugment:
+    """Augmentation probability tuned on the fly from the discriminator's real logits.
+
+    ``r_t = E[sign(D(real))]`` is measured over ``interval`` steps; ``p`` moves up when
+    ``r_t > target`` (D is overfitting) and down otherwise, at a speed at which it could
+    go from 0 to 1 in ``speed_kimg`` thousand images.
+    """
+
+    def __init__(self, p: float = 0.0, target: float = 0.6, interval: int = 4,
+                 speed_kimg: float = 100.0, adaptive: bool = True):
+        self.p, self.target, self.interval = float(p), target, interval
+        self.speed_kimg, self.adaptive = speed_kimg, adaptive
+        self.sign_sum, self.count, self.steps, self.rt = 0.0, 0, 0, 0.0
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return augment(images, self.p)
+
+    def observe(self, real_logits: torch.Tensor) -> None:
+        self.sign_sum += float(torch.sign(real_logits.detach()).sum())
+        self.count += real_logits.numel()
+
+    def step(self, batch: int) -> None:
+        """Call once per training step; adjusts ``p`` every ``interval`` steps."""
+        self.steps += 1
+        if not self.adaptive or self.steps % self.interval or self.count == 0:
+            return
+        self.rt = self.sign_sum / self.count
+        adjust = math.copysign(batch * self.interval / (self.speed_kimg * 1000), self.rt - self.target)
+        self.p = min(1.0, max(0.0, self.p + adjust))
+        self.sign_sum, self.count = 0.0, 0
+
+    def state(self) -> dict:
+        return {"p": self.p, "sign_sum": self.sign_sum, "count": self.count, "steps": self.steps, "rt": self.rt}
+
+    def load(self, state: dict) -> None:
+        self.p, self.sign_sum = float(state["p"]), float(state["sign_sum"])
+        self.count, self.steps, self.rt = int(state["count"]), int(state["steps"]), float(state["rt"])
+
+
+# ------------------------------------------------------------------------------ EMA
+def ema_beta(batch: int, images_seen: int, ema_kimg: float, rampup: float | None) -> float:
+    """Per-step EMA decay: half-life ``ema_kimg`` thousand images, shorter early on (rampup)."""
+    ema_nimg = ema_kimg * 1000
+    if rampup:
+        ema_nimg = min(ema_nimg, images_seen * rampup)
+    return 0.5 ** (batch / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
+    """``ema = beta * ema + (1 - beta) * model``; buffers (w_avg, noise) are copied."""
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    torch._foreach_lerp_(ema_params, params, 1.0 - beta)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
+    """(N, C, H, W) -> (H*rows, W*cols) for one channel, else (C, H*rows, W*cols)."""
+    n, c, h, w = images.shape
+    rows = -(-n // cols)
+    grid = np.zeros((c, rows * h, cols * w), np.float32)
+    for i, img in enumerate(images):
+        r, k = divmod(i, cols)
+        grid[:, r * h:(r + 1) * h, k * w:(k + 1) * w] = img
+    return grid[0] if c == 1 else grid
+
+
+# -------------------------------------------------------------------------- trainer
+class StyleGAN2Trainer(Trainer):
+    """Trains G and D on random crops; yields events with losses, R1, path length,
+    augmentation probability, kimg, and every ``val_every`` steps SWD and a preview grid
+    from fixed latents (EMA generator)."""
+
+    kind = "stylegan2"
+
+    def __init__(self, cfg: StyleGAN2Config, data: ImageSet, out_dir: str | Path, budget: Budget,
+                 device: torch.device, seed: int = 0, log_every: int = 10, val_every: int = 200):
+        if data.channels != cfg.channels:
+            raise NapariGanError(f"The images have {data.channels} channel(s) but the model expects {cfg.channels}.")
+        super().__init__(out_dir, budget, device, seed, log_every, val_every, cfg.batch)
+        self.cfg, self.data = cfg, data
+        ImageSet.build(data.planes, cfg.resolution, data.names, data.norm)  # size checks
+        self.sampler = CropSampler(data, cfg.resolution, self.rng, cfg.mirror)
+        configure_backends(device)
+        self.G = build_generator(cfg).to(device)
+        self.D = build_discriminator(cfg).to(device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        fused = device.type == "cuda"
+        self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr, betas=(0.0, 0.99), eps=1e-8, fused=fused)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr, betas=(0.0, 0.99), eps=1e-8, fused=fused)
+        self.ada = AdaptiveAugment(cfg.aug_p, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg,
+                                   adaptive=cfg.augment == "ada")
+        self.pl_mean = torch.zeros([], device=device)
+        self.last_reg = {"r1": 0.0, "pl": 0.0}
+        # torch.compile cannot differentiate twice: compiled copies serve the main passes only
+        self.synthesis_main = torch.compile(self.G.synthesis) if cfg.compile else self.G.synthesis
+        self.D_main = torch.compile(self.D) if cfg.compile else self.D
+        self._eval_setup(seed)
+
+    def _eval_setup(self, seed: int) -> None:
+        """Fixed latents for previews/SWD and fixed real crops (no flips) to compare with."""
+        gen = torch.Generator().manual_seed(seed + 1_000_003)
+        self.eval_z = torch.randn(self.cfg.eval_images, self.cfg.z_dim, generator=gen)
+        eval_rng = np.random.default_rng([seed, 7])
+        self.eval_real = CropSampler(self.data, self.cfg.resolution, eval_rng, mirror=False).sample(self.cfg.eval_images)
+
+    @property
+    def images_seen(self) -> int:
+        return self.step * self.cfg.batch * self.dist.world_size
+
+    # -------------------------------------------------------------------- steps
+    def _real_batch(self) -> torch.Tensor:
+        x = torch.from_numpy(self.sampler.sample(self.cfg.batch))
+        return x.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else x.to(self.device)
+
+    def _styles(self, n: int, update_w_avg: bool = False) -> torch.Tensor:
+        """Styles for ``n`` random latents, with style mixing: with probability
+        ``style_mixing`` the layers from a random cutoff on take a second latent's style."""
+        z = torch.randn(n, self.cfg.z_dim, device=self.device)
+        ws = self.G.mapping(z, update_w_avg=update_w_avg)
+        if self.cfg.style_mixing > 0 and float(torch.rand(())) < self.cfg.style_mixing:
+            cutoff = int(torch.randint(1, ws.shape[1], ()))
+            ws = torch.cat([ws[:, :cutoff], self.G.mapping(torch.randn_like(z))[:, cutoff:]], dim=1)
+        return ws
+
+    def _generator_step(self) -> float:
+        cfg = self.cfg
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(False)
+        with autocast(self.device, cfg.amp):
+            ws = self._styles(cfg.batch, update_w_avg=True)
+            fake = self.synthesis_main(ws)
+            loss = generator_loss("vanilla", self.D_main(self.ada(fake)))
+        total = loss
+        if cfg.pl_weight > 0 and self.step % cfg.pl_interval == 0:
+            ws = self._styles(max(1, cfg.batch // cfg.pl_batch_shrink))
+            penalty, self.pl_mean = path_length_penalty(self.G.synthesis(ws), ws, self.pl_mean, cfg.pl_decay)
+            total = total + penalty * cfg.pl_weight * cfg.pl_interval
+            self.last_reg["pl"] = float(penalty.detach())
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        return float(loss.detach())
+
+    def _discriminator_step(self, real: torch.Tensor) -> float:
+        cfg = self.cfg
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(True)
+        with torch.no_grad(), autocast(self.device, cfg.amp):
+            fake = self.synthesis_main(self._styles(cfg.batch))
+        with autocast(self.device, cfg.amp):
+            fake_logits = self.D_main(self.ada(fake.float()))
+        regularise = cfg.gamma > 0 and self.step % cfg.r1_interval == 0
+        if regularise:  # one float32 pass on the reals serves both the loss and R1
+            real = real.detach().requires_grad_(True)
+            real_logits = self.D(self.ada(real))
+        else:
+            with autocast(self.device, cfg.amp):
+                real_logits = self.D_main(self.ada(real))
+        loss = discriminator_loss("vanilla", real_logits, fake_logits)
+        total = loss
+        if regularise:
+            r1 = r1_penalty(real_logits, real)
+            total = total + r1 * (cfg.gamma / 2) * cfg.r1_interval
+            self.last_reg["r1"] = float(r1.detach())
+        self.ada.observe(real_logits)
+        self.opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_d.step()
+        return float(loss.detach())
+
+    def train_step(self, fraction: float) -> dict[str, float]:
+        self.G.train()
+        self.D.train()
+        real = self._real_batch()
+        g_loss = self._generator_step()
+        d_loss = self._discriminator_step(real)
+        seen = self.images_seen + self.cfg.batch * self.dist.world_size
+        ema_update(self.G_ema, self.G, ema_beta(self.cfg.batch, seen, self.cfg.ema_kimg, self.cfg.ema_rampup))
+        self.ada.step(self.cfg.batch * self.dist.world_size)
+        losses = {"g": g_loss, "d": d_loss, **self.last_reg, "aug_p": self.ada.p, "kimg": seen / 1000}
+        if not self._weights_finite():
+            losses["weights"] = math.nan  # the base loop rolls back to the last good state
+        return losses
+
+    def _weights_finite(self) -> bool:
+        params = [p.detach() for net in (self.G, self.D) for p in net.parameters()]
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all())
+
+    # ---------------------------------------------------------------- validation
+    @torch.no_grad()
+    def generate_eval(self) -> np.ndarray:
+        """Images of the EMA generator from the fixed latents, model space, (N, C, H, W)."""
+        out = []
+        for z in self.eval_z.split(16):
+            with autocast(self.device, self.cfg.amp):
+                out.append(self.G_ema(z.to(self.device), noise_mode="const").float().cpu())
+        return torch.cat(out).numpy()
+
+    def validate(self) -> tuple[dict[str, float], np.ndarray | None]:
+        fake = self.generate_eval()
+        if not np.isfinite(fake).all():
+            return {"swd": math.inf}, None
+        metrics = patch_swd(self.eval_real, fake)
+        n = self.cfg.preview_grid
+        preview = image_grid(self.data.from_model(fake[: n * n]), n)
+        return metrics, preview
+
+    def score(self, metrics: dict[str, float]) -> float:
+        swd = metrics.get("swd", math.inf)
+        return -swd if math.isfinite(swd) else -math.inf
+
+    # --------------------------------------------------------------------- state
+    def model_config(self) -> dict:
+        return asdict(self.cfg)
+
+    def model_state(self) -> dict:
+        return {"generator": self.G_ema.state_dict()}
+
+    def model_header(self) -> dict:
+        return {"normalization": {"images": self.data.norm.to_dict()}}
+
+    def training_state(self) -> dict:
+        return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+                "generator_ema": self.G_ema.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "ada": self.ada.state(),
+                "pl_mean": self.pl_mean.detach().clone(), "last_reg": dict(self.last_reg)}
+
+    def load_training_state(self, state: dict) -> None:
+        path = self.paths["state"]
+        checkpoint.load_weights(self.G, state["generator"], path)
+        checkpoint.load_weights(self.D, state["discriminator"], path)
+        checkpoint.load_weights(self.G_ema, state["generator_ema"], path)
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.ada.load(state["ada"])
+        self.pl_mean = state["pl_mean"].to(self.device).clone()
+        self.last_reg = {k: float(v) for k, v in state["last_reg"].items()}
+
+
+def stored_config_and_norm(state_path: Path) -> tuple[StyleGAN2Config, Normalizer]:
+    """Configuration and normalisation of a run to resume, so resumed training is identical."""
+    loaded = checkpoint.load(state_path, expect_kind="stylegan2", expect_role="training_state")
+    try:
+        return StyleGAN2Config.from_dict(loaded.config), Normalizer.from_dict(loaded.normalization["images"])
+    except (KeyError, TypeError) as exc:
+        raise NapariGanError(f"'{state_path}' has an incomplete or damaged header ({exc}).") from exc
