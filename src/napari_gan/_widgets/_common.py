@@ -1,0 +1,151 @@
+"""Helpers the dock widgets share: layer choices and checks, devices, messages.
+
+Nothing here imports torch at module level; ``napari_gan.core`` is imported inside the
+functions that need it, so napari starts fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import napari
+
+log = logging.getLogger("napari_gan")
+
+PREVIEW_SUFFIX = " preview"
+
+
+class InputError(Exception):
+    """A widget-level problem with the user's choices (shown like a NapariGanError)."""
+
+
+# ------------------------------------------------------------------------ messages
+def user_message(exc: BaseException, context: str = "") -> str:
+    """A clear sentence for the user; unexpected errors are logged with their traceback."""
+    from ..core.errors import NapariGanError
+
+    prefix = f"{context}: " if context else ""
+    if isinstance(exc, (NapariGanError, InputError)):
+        return prefix + str(exc)
+    if _is_out_of_memory(exc):
+        return (prefix + "the device ran out of memory. Lower the batch or patch size (training) "
+                "or the tile size (prediction), or choose the CPU device.")
+    if isinstance(exc, MemoryError):
+        return prefix + "the computer ran out of memory; use a smaller image or crop it first."
+    log.error("napari-gan: unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
+    return f"{prefix}unexpected error ({type(exc).__name__}: {exc}). Your layers are unchanged."
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+def notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
+
+
+# -------------------------------------------------------------------------- layers
+def data_layers(viewer: "napari.Viewer") -> list:
+    """Image and Labels layers (labels are listed so that choosing one gets a clear message)."""
+    from napari.layers import Image, Labels
+
+    return [layer for layer in viewer.layers if isinstance(layer, (Image, Labels))]
+
+
+def layer_choices(viewer: "napari.Viewer", exclude_previews: bool = True) -> list[tuple[str, object]]:
+    layers = data_layers(viewer)
+    if exclude_previews:
+        layers = [lay for lay in layers if not lay.metadata.get("napari_gan_preview")]
+    return [(layer.name, layer) for layer in layers]
+
+
+def layer_array(layer, role: str, grayscale: bool = True) -> np.ndarray:
+    """The pixels of an image layer, after the checks every widget needs."""
+    from napari.layers import Image, Labels
+
+    if layer is None:
+        raise InputError(f"No {role} layer chosen; open an image (or a sample from File > Open Sample) "
+                         "and pick it in the widget.")
+    if isinstance(layer, Labels):
+        raise InputError(f"'{layer.name}' is a labels layer; the {role} must be an image layer.")
+    if not isinstance(layer, Image):
+        raise InputError(f"'{layer.name}' is not an image layer.")
+    if grayscale and layer.rgb:
+        raise InputError(f"'{layer.name}' is an RGB image but a grayscale image is expected for the "
+                         f"{role}; split the colour channels (right-click the layer > Split RGB).")
+    data = layer.data[0] if layer.multiscale else layer.data
+    array = data if isinstance(data, np.ndarray) else np.asarray(data)
+    if array.size == 0:
+        raise InputError(f"'{layer.name}' is empty (shape {array.shape}).")
+    return array
+
+
+def spatial_scale(layer) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, translate) of a layer as float arrays."""
+    return np.asarray(layer.scale, float), np.asarray(layer.translate, float)
+
+
+def upscaled_placement(layer, factor: int, ndim: int | None = None) -> tuple[list[float], list[float]]:
+    """Scale and translate of a result ``factor`` times finer in Y/X than ``layer``.
+
+    Output pixel centres are placed inside the input pixel they subdivide, so the result
+    lies exactly on top of the input in world coordinates.
+    """
+    scale, translate = spatial_scale(layer)
+    ndim = ndim or len(scale)
+    scale, translate = scale[-ndim:].copy(), translate[-ndim:].copy()
+    if factor != 1:
+        translate[-2:] += (-0.5 + 0.5 / factor) * scale[-2:]
+        scale[-2:] /= factor
+    return list(scale), list(translate)
+
+
+def contrast_limits(image: np.ndarray, percentiles=(0.5, 99.8)) -> tuple[float, float]:
+    """Robust display range from a subsample of the image."""
+    flat = np.asarray(image).reshape(-1)
+    step = max(1, flat.size // 1_000_000)
+    sample = flat[::step].astype(np.float64)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(sample, percentiles)
+    if not hi > lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if not hi > lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+# -------------------------------------------------------------------------- devices
+def device_choices() -> list[tuple[str, str]]:
+    """(label, value) pairs: auto with what it resolves to, the CPU, and each GPU by name."""
+    import torch
+
+    from ..core.device import describe_device, resolve_device
+
+    choices = [(f"auto: {describe_device(resolve_device('auto'))}", "auto"), ("CPU", "cpu")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            choices.append((f"GPU {i}: {torch.cuda.get_device_name(i)}", f"cuda:{i}"))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        choices.append(("GPU: Apple MPS", "mps"))
+    return choices

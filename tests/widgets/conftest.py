@@ -1,0 +1,99 @@
+"""Fixtures for the widget tests: a real napari viewer (napari's make_napari_viewer, run
+under Xvfb), tiny images and tiny model settings so the whole suite stays fast on 2 CPU
+cores, and a record of the notifications the user would see."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+WAIT_MS = 120_000
+
+
+def smooth_image(shape, seed=0, high=200.0):
+    """A structured image (blobs) in [0, high], something a model can learn."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    img = ndimage.gaussian_filter(rng.random(shape), (0,) * (len(shape) - 2) + (2.5, 2.5))
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * high).astype(np.float32)
+
+
+@pytest.fixture
+def pair():
+    """(noisy, clean) 64x64 float32."""
+    from napari_gan.core.data import poisson_gaussian_noise
+
+    clean = smooth_image((64, 64))
+    noisy = poisson_gaussian_noise(clean, 30, 0.02, np.random.default_rng(1))
+    return noisy, clean
+
+
+@pytest.fixture
+def notes():
+    """The notifications napari shows during the test, as (severity, message) pairs."""
+    from napari.utils.notifications import notification_manager
+
+    start = len(notification_manager.records)
+
+    class Notes:
+        def all(self):
+            return [(str(n.severity), str(n.message)) for n in notification_manager.records[start:]]
+
+        def errors(self):
+            return [m for s, m in self.all() if s.lower() == "error"]
+
+        def infos(self):
+            return [m for s, m in self.all() if s.lower() == "info"]
+
+        def warnings(self):
+            return [m for s, m in self.all() if s.lower() == "warning"]
+
+    return Notes()
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+def tiny_training(widget, out_dir, steps=4, preview_every=2):
+    """Settings that make a Pix2Pix run take a second or two on a laptop CPU."""
+    widget.steps.value = steps
+    widget.preview_every.value = preview_every
+    widget.log_every.value = 1
+    widget.patch.value = 32
+    widget.batch.value = 2
+    widget.width.value = 4
+    widget.depth.value = 2
+    widget.val_fraction.value = 0.2
+    widget.device.value = "cpu"
+    widget.out_dir.value = str(out_dir)
+
+
+def wait_idle(qtbot, widget, timeout=WAIT_MS):
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def pix2pix_models(tmp_path_factory):
+    """Tiny trained Pix2Pix models (denoise and x2 super-resolution), made through the core."""
+    from napari_gan.core.data import PairedSet, blur_downsample
+    from napari_gan.core.device import resolve_device
+    from napari_gan.core.training.base import Budget
+    from napari_gan.core.training.pix2pix import Pix2PixConfig, Pix2PixTrainer
+
+    root = tmp_path_factory.mktemp("models")
+    clean = smooth_image((64, 64))
+    models = {}
+    for name, task, scale in (("denoise", "denoise", 1), ("sr2", "sr", 2)):
+        inp = clean + 5 if scale == 1 else blur_downsample(clean, 2)
+        data = PairedSet.build([inp[None]], [clean[None]], scale)
+        cfg = Pix2PixConfig(task=task, scale=scale, depth=2, width=4, disc_width=4, disc_layers=2,
+                            patch=16, batch=1, val_fraction=0.0)
+        trainer = Pix2PixTrainer(cfg, data, root / name, Budget(steps=1), resolve_device("cpu"))
+        for _ in trainer.run():
+            pass
+        models[name] = root / name / "model.safetensors"
+    return models

@@ -1,0 +1,86 @@
+"""The Generate Data widget: model-kind detection, new layers, saving, cancelling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from .conftest import smooth_image, wait_idle
+
+
+@pytest.fixture
+def gen_widget(viewer):
+    from napari_gan._widgets import GenerateWidget
+
+    widget = GenerateWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Generate Data")
+    widget.device.value = "cpu"
+    return widget
+
+
+def test_pix2pix_denoise_gives_a_layer_on_top_of_the_input(qtbot, viewer, gen_widget, pix2pix_models, notes):
+    image = smooth_image((70, 50))
+    layer = viewer.add_image(image, name="raw", scale=(0.5, 0.25), translate=(10, 20))
+    gen_widget.model_path.value = pix2pix_models["denoise"].parent      # a run folder works
+    assert gen_widget.model_kind == "pix2pix"
+    assert "Pix2Pix denoising" in gen_widget.model_info.value
+    assert not gen_widget.pix2pix_box.native.isHidden() and gen_widget.stylegan2_box.native.isHidden()
+    gen_widget.input_layer.value = layer
+    gen_widget.run_button.native.click()
+    wait_idle(qtbot, gen_widget)
+    out = viewer.layers["raw denoised"]
+    assert out.data.shape == (70, 50) and out.data.dtype == np.float32
+    assert tuple(out.scale) == (0.5, 0.25) and tuple(out.translate) == (10, 20)
+    lo, hi = out.contrast_limits
+    assert out.data.min() <= lo < hi <= out.data.max()
+    assert not notes.errors()
+    assert viewer.layers["raw"].data is image
+
+
+def test_pix2pix_sr_on_a_stack_scales_and_shifts_the_result(qtbot, viewer, gen_widget, pix2pix_models, tmp_path):
+    stack = smooth_image((3, 24, 32))
+    viewer.add_image(stack, name="low", scale=(3, 2, 2), translate=(0, 0.5, 0.5))
+    gen_widget.model_path.value = pix2pix_models["sr2"]
+    assert "super-resolution x2" in gen_widget.model_info.value
+    gen_widget.input_layer.value = viewer.layers["low"]
+    gen_widget.save.value = True
+    gen_widget.save_path.value = tmp_path / "results"                  # a folder
+    gen_widget.run_button.native.click()
+    wait_idle(qtbot, gen_widget)
+    out = viewer.layers["low x2"]
+    assert out.data.shape == (3, 48, 64)
+    assert tuple(out.scale) == (3, 1, 1)
+    assert np.allclose(out.translate, (0, 0, 0))    # pixel centres subdivide the input pixels
+    saved = tmp_path / "results" / "low x2.tif"
+    assert gen_widget.last_saved == saved
+    np.testing.assert_array_equal(tifffile.imread(saved), out.data)
+
+
+def test_cancel_a_long_prediction(qtbot, viewer, gen_widget, pix2pix_models, notes):
+    viewer.add_image(smooth_image((4, 256, 256)), name="big")
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    gen_widget.input_layer.value = viewer.layers["big"]
+    gen_widget.tile.value = 32                   # many small tiles
+    gen_widget.overlap.value = 8
+    n_layers = len(viewer.layers)
+    gen_widget.run_button.native.click()
+    assert gen_widget.running and gen_widget.cancel_button.enabled
+    gen_widget.cancel_button.native.click()
+    wait_idle(qtbot, gen_widget)
+    assert len(viewer.layers) == n_layers
+    assert any("cancelled" in m for m in notes.infos())
+    assert gen_widget.run_button.enabled
+
+
+def test_synchronous_mode_for_scripts(monkeypatch, viewer, gen_widget, pix2pix_models, tmp_path):
+    monkeypatch.setenv("NAPARI_GAN_SYNC_WORKERS", "1")
+    viewer.add_image(smooth_image((40, 40)), name="raw")
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    gen_widget.input_layer.value = viewer.layers["raw"]
+    gen_widget.save.value = True
+    gen_widget.save_path.value = tmp_path / "out.tif"
+    assert gen_widget.run()
+    assert not gen_widget.running                      # finished before run() returned
+    assert viewer.layers[-1].name == "raw denoised"
+    assert tifffile.imread(tmp_path / "out.tif").shape == (40, 40)

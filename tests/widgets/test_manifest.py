@@ -1,0 +1,58 @@
+"""The plugin as napari sees it: manifest, widgets and sample data load, fast import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_manifest_is_valid_and_shipped_in_the_package():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(ROOT / "napari.yaml")
+    assert manifest.name == "napari-gan"
+    assert all(c.id.startswith("napari-gan.") for c in manifest.contributions.commands)
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Train", "Generate Data"}
+    assert {s.key for s in manifest.contributions.sample_data} == {"noisy_clean", "low_high", "nuclei"}
+    shipped = ROOT / "src" / "napari_gan" / "napari.yaml"
+    assert shipped.read_text() == (ROOT / "napari.yaml").read_text()
+    # the installed entry point resolves to the same manifest
+    assert PluginManifest.from_distribution("napari-gan").name == "napari-gan"
+
+
+def test_npe2_validate_passes():
+    npe2 = Path(sys.executable).with_name("npe2")
+    result = subprocess.run([str(npe2), "validate", "napari-gan"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_importing_what_napari_loads_does_not_import_torch():
+    code = ("import sys, napari_gan, napari_gan._sample_data, napari_gan._widgets._train, "
+            "napari_gan._widgets._generate; assert 'torch' not in sys.modules, 'torch imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_widgets_load_from_the_manifest(viewer):
+    from napari_gan._widgets import GenerateWidget, TrainWidget
+
+    _, train = viewer.window.add_plugin_dock_widget("napari-gan", "Train")
+    _, generate = viewer.window.add_plugin_dock_widget("napari-gan", "Generate Data")
+    assert isinstance(train, TrainWidget)
+    assert isinstance(generate, GenerateWidget)
+    assert train.device.value == "auto" and "auto:" in train.device.native.currentText()
+
+
+def test_sample_data_open_from_the_manifest(viewer):
+    viewer.open_sample("napari-gan", "noisy_clean")
+    viewer.open_sample("napari-gan", "low_high")
+    viewer.open_sample("napari-gan", "nuclei")
+    layers = {layer.name: layer for layer in viewer.layers}
+    assert layers["noisy"].data.shape == layers["clean"].data.shape
+    low, high = layers["low resolution (x2)"], layers["high resolution"]
+    assert low.data.shape[0] * 2 == high.data.shape[0]
+    assert tuple(low.scale) == (2, 2) and tuple(low.translate) == (0.5, 0.5)
+    assert layers["nuclei"].data.ndim == 3

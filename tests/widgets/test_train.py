@@ -1,0 +1,143 @@
+"""Training through the Train widget's own buttons, in a real viewer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+
+from .conftest import smooth_image, tiny_training, wait_idle
+
+
+@pytest.fixture
+def train_widget(viewer):
+    from napari_gan._widgets import TrainWidget
+
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train")
+    return widget
+
+
+def test_layers_are_guessed_from_names(viewer, train_widget, pair):
+    noisy, clean = pair
+    viewer.add_image(clean, name="clean")
+    viewer.add_image(noisy, name="noisy")
+    assert train_widget.input_layer.value.name == "noisy"
+    assert train_widget.target_layer.value.name == "clean"
+
+
+def test_training_runs_to_the_end_and_yields_model_and_preview(qtbot, viewer, train_widget, pair, tmp_path, notes):
+    noisy, clean = pair
+    viewer.add_image(noisy, name="noisy")
+    viewer.add_image(clean, name="clean")
+    tiny_training(train_widget, tmp_path / "run", steps=4, preview_every=2)
+    train_widget.train_button.native.click()
+    assert train_widget.running and train_widget.stop_button.enabled
+    assert not train_widget.train_button.enabled
+    wait_idle(qtbot, train_widget)
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "training_state.safetensors").is_file()
+    event = train_widget.last_event
+    assert event.kind == "done" and event.step == 4
+    preview = viewer.layers["noisy preview"]
+    assert preview.data.ndim == 2 and preview.metadata["napari_gan_preview"]
+    assert tuple(preview.translate) == (64 - round(64 * 0.2), 0)   # on the validation rows
+    assert set(train_widget.plot.losses) >= {"l1"}
+    assert len(train_widget.plot.metrics["val_psnr"][0]) >= 2
+    assert train_widget.progress_bar.value() == train_widget.progress_bar.maximum()
+    assert any(str(tmp_path / "run" / "model.safetensors") in m for m in notes.infos())
+    assert "finished" in train_widget.status.value
+    assert train_widget.train_button.enabled and not train_widget.stop_button.enabled
+    # the user's layers are untouched
+    assert viewer.layers["noisy"].data is noisy and viewer.layers["clean"].data is clean
+
+
+def test_stop_mid_training_then_resume(qtbot, viewer, train_widget, pair, tmp_path, notes):
+    noisy, clean = pair
+    viewer.add_image(noisy, name="noisy")
+    viewer.add_image(clean, name="clean")
+    tiny_training(train_widget, tmp_path / "run", steps=100_000, preview_every=50)
+    train_widget.train_button.native.click()
+    qtbot.waitUntil(lambda: train_widget.last_event is not None and train_widget.last_event.step >= 2,
+                    timeout=60_000)
+    train_widget.stop_button.native.click()
+    assert "Stopping" in train_widget.status.value
+    wait_idle(qtbot, train_widget)
+    event = train_widget.last_event
+    assert event.kind == "done" and event.message == "stopped" and event.step < 100_000
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    assert any("stopped" in m and "model.safetensors" in m for m in notes.infos())
+    stopped_at = event.step
+
+    # Train again into the same folder is refused; Resume continues it.
+    train_widget.train_button.native.click()
+    assert not train_widget.running
+    assert any("already holds a training run" in m for m in notes.errors())
+    train_widget.steps.value = stopped_at + 2
+    train_widget.resume_button.native.click()
+    assert train_widget.running
+    wait_idle(qtbot, train_widget)
+    assert train_widget.last_event.kind == "done" and train_widget.last_event.step == stopped_at + 2
+
+
+def test_super_resolution_with_validation_layers(qtbot, viewer, train_widget, tmp_path):
+    from napari_gan.core.data import blur_downsample
+
+    high = smooth_image((96, 96), seed=2)
+    low = blur_downsample(high, 2)
+    val_high = smooth_image((64, 64), seed=3)
+    val_low = blur_downsample(val_high, 2)
+    viewer.add_image(low, name="low", scale=(2, 2), translate=(0.5, 0.5))
+    viewer.add_image(high, name="high")
+    v_low = viewer.add_image(val_low, name="val low", scale=(2, 2), translate=(100.5, 0.5))
+    v_high = viewer.add_image(val_high, name="val high", translate=(100, 0))
+    train_widget.model_kind.value = "pix2pix-sr2"
+    tiny_training(train_widget, tmp_path / "sr", steps=2, preview_every=2)
+    train_widget.input_layer.value = viewer.layers["low"]
+    train_widget.target_layer.value = viewer.layers["high"]
+    train_widget.val_input_layer.value = v_low
+    train_widget.val_target_layer.value = v_high
+    train_widget.train_button.native.click()
+    wait_idle(qtbot, train_widget)
+    preview = viewer.layers["low preview"]
+    assert preview.data.shape == (64, 64)             # validation crop at target resolution
+    assert tuple(preview.scale) == (1, 1)
+    assert np.allclose(preview.translate, (100, 0))   # lies on the validation target
+    from napari_gan.core.checkpoint import load
+
+    assert load(tmp_path / "sr").config["scale"] == 2
+
+
+def test_viewer_stays_responsive_while_training(qtbot, viewer, train_widget, pair, tmp_path):
+    noisy, clean = pair
+    viewer.add_image(noisy, name="noisy")
+    viewer.add_image(clean, name="clean")
+    tiny_training(train_widget, tmp_path / "run", steps=100_000, preview_every=1000)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(20)
+    train_widget.train_button.native.click()
+    try:
+        qtbot.waitUntil(lambda: train_widget.last_event is not None and train_widget.last_event.step >= 3,
+                        timeout=60_000)
+        viewer.camera.zoom = 3.0              # zoom and pan while it trains
+        viewer.camera.center = (10.0, 20.0)
+        qtbot.wait(300)
+        assert train_widget.running
+        assert viewer.camera.zoom == pytest.approx(3.0)
+        assert tuple(viewer.camera.center)[-2:] == pytest.approx((10.0, 20.0))
+    finally:
+        train_widget.stop_button.native.click()
+        wait_idle(qtbot, train_widget)
+        timer.stop()
+    gaps = np.diff(ticks)
+    assert len(ticks) > 10 and gaps.max() < 2.0   # the GUI thread never blocked for long
+
+
+def test_device_choice_shows_the_device(train_widget):
+    labels = [train_widget.device.native.itemText(i) for i in range(train_widget.device.native.count())]
+    assert labels[0].startswith("auto: ") and "CPU" in labels
