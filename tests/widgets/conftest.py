@@ -97,3 +97,21 @@ def pix2pix_models(tmp_path_factory):
             pass
         models[name] = root / name / "model.safetensors"
     return models
+
+
+@pytest.fixture(scope="session")
+def stylegan2_model(tmp_path_factory):
+    """A tiny StyleGAN2 model (16x16), made through the core."""
+    from napari_gan.core.device import resolve_device
+    from napari_gan.core.samples import synthetic_nuclei
+    from napari_gan.core.training.base import Budget
+    from napari_gan.core.training.stylegan2 import ImageSet, StyleGAN2Config, StyleGAN2Trainer
+
+    out = tmp_path_factory.mktemp("sg2") / "nuclei-run"
+    stack = synthetic_nuclei(8, 32)
+    cfg = StyleGAN2Config(resolution=16, size="small", batch=2, eval_images=8, preview_grid=2)
+    trainer = StyleGAN2Trainer(cfg, ImageSet.build(list(stack[:, None]), 16), out, Budget(steps=1),
+                               resolve_device("cpu"))
+    for _ in trainer.run():
+        pass
+    return out / "model.safetensors"

@@ -84,3 +84,26 @@ def test_synchronous_mode_for_scripts(monkeypatch, viewer, gen_widget, pix2pix_m
     assert not gen_widget.running                      # finished before run() returned
     assert viewer.layers[-1].name == "raw denoised"
     assert tifffile.imread(tmp_path / "out.tif").shape == (40, 40)
+
+
+def test_stylegan2_generates_a_stack(qtbot, viewer, gen_widget, stylegan2_model, tmp_path, notes):
+    from napari_gan.core.generation import load_generator
+
+    gen_widget.model_path.value = stylegan2_model
+    assert gen_widget.model_kind == "stylegan2"
+    assert "StyleGAN2" in gen_widget.model_info.value and "16x16" in gen_widget.model_info.value
+    assert gen_widget.pix2pix_box.native.isHidden() and not gen_widget.stylegan2_box.native.isHidden()
+    gen_widget.n_images.value = 20          # more than one batch of 16
+    gen_widget.seed.value = 3
+    gen_widget.truncation.value = 0.7
+    gen_widget.save.value = True
+    gen_widget.save_path.value = tmp_path / "generated.tif"
+    gen_widget.run_button.native.click()
+    wait_idle(qtbot, gen_widget)
+    assert not notes.errors()
+    layer = gen_widget.last_layer
+    assert layer.name == "nuclei-run generated (seed 3)"
+    assert layer.data.shape == (20, 16, 16)
+    expected = load_generator(stylegan2_model, "cpu").generate(20, seed=3, truncation=0.7)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-3)   # same as the CLI/core
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "generated.tif"), layer.data)

@@ -141,3 +141,34 @@ def test_viewer_stays_responsive_while_training(qtbot, viewer, train_widget, pai
 def test_device_choice_shows_the_device(train_widget):
     labels = [train_widget.device.native.itemText(i) for i in range(train_widget.device.native.count())]
     assert labels[0].startswith("auto: ") and "CPU" in labels
+
+
+def test_stylegan2_from_a_stack(qtbot, viewer, train_widget, tmp_path, notes):
+    from napari_gan.core.samples import synthetic_nuclei
+
+    viewer.add_image(synthetic_nuclei(8, 32), name="nuclei", scale=(1, 0.2, 0.2))
+    train_widget.model_kind.value = "stylegan2"
+    assert train_widget.target_layer.native.isHidden() and not train_widget.resolution.native.isHidden()
+    assert train_widget.input_layer.label == "Images"
+    train_widget.input_layer.value = viewer.layers["nuclei"]
+    train_widget.resolution.value = 16
+    train_widget.sg_batch.value = 2
+    train_widget.steps.value = 2
+    train_widget.preview_every.value = 2
+    train_widget.log_every.value = 1
+    train_widget.device.value = "cpu"
+    train_widget.out_dir.value = str(tmp_path / "sg2")
+    train_widget.train_button.native.click()
+    wait_idle(qtbot, train_widget)
+    assert not notes.errors()
+    event = train_widget.last_event
+    assert event.kind == "done" and event.step == 2 and "swd" in event.metrics
+    grid = viewer.layers["nuclei samples preview"]
+    assert grid.data.ndim == 2 and grid.data.shape[0] % 16 == 0     # a sample grid
+    assert tuple(grid.scale) == (0.2, 0.2)
+    assert list(train_widget.plot.metrics) == ["swd"]
+    assert set(train_widget.plot.losses) <= {"g", "d", "r1", "pl"} and "g" in train_widget.plot.losses
+    assert "kimg" in train_widget.status.value
+    from napari_gan.core.checkpoint import load
+
+    assert load(tmp_path / "sg2").kind == "stylegan2"

@@ -266,13 +266,23 @@ class GenerateWidget(QWidget):
             description=f"Predicting {len(planes)} plane(s) of '{layer.name}' on {predictor.device_name} ...")
 
     def _plan_stylegan2(self, path: Path) -> GenerationPlan:
-        from ..core.errors import NapariGanError
+        from ..core.generation import load_generator
 
-        try:
-            from ..core import generation
-        except ImportError as exc:
-            raise NapariGanError("StyleGAN2 generation is not available in this version of napari-gan.") from exc
-        return _plan_stylegan2(self, generation, path)
+        generator = load_generator(path, self.device.value)
+        n, seed, psi = int(self.n_images.value), int(self.seed.value), float(self.truncation.value)
+        latents = generator.latents(n, seed)
+        run_name = generator.path.parent.name if generator.path is not None else "stylegan2"
+        name = f"{run_name} generated (seed {seed})"
+        kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(generator.path), "seed": seed,
+                                               "truncation": psi}, "colormap": "gray"}
+        if generator.channels > 1:
+            kwargs["channel_axis"] = 1
+        save_path = self._save_target(name)
+        return GenerationPlan(
+            job=_generate_job, args=(generator, latents, psi, self._cancel.is_set, self.relay, save_path),
+            layer_name=name, layer_kwargs=kwargs, save_path=save_path, total=n,
+            description=(f"Generating {n} image(s) of {generator.resolution}x{generator.resolution} "
+                         f"on {generator.device_name} ..."))
 
     # ------------------------------------------------------------------ progress
     def _open_progress(self, total: int) -> None:
@@ -319,8 +329,12 @@ class GenerateWidget(QWidget):
             self.progress_bar.setValue(0)
             return
         kwargs = dict(plan.layer_kwargs)
-        kwargs.setdefault("contrast_limits", contrast_limits(result))
-        self.last_layer = self.viewer.add_image(result, name=plan.layer_name, **kwargs)
+        if "channel_axis" not in kwargs:
+            kwargs.setdefault("contrast_limits", contrast_limits(result))
+        if "channel_axis" in kwargs:
+            kwargs["contrast_limits"] = [contrast_limits(c) for c in np.moveaxis(result, kwargs["channel_axis"], 0)]
+        added = self.viewer.add_image(result, name=plan.layer_name, **kwargs)
+        self.last_layer = added[0] if isinstance(added, list) else added
         self.progress_bar.setValue(1)
         message = f"Added layer '{self.last_layer.name}' {tuple(result.shape)}"
         if plan.save_path is not None:
@@ -343,7 +357,20 @@ def _predict_job(predictor, image, channel_axis, tile, overlap, cancel, relay, s
     return result
 
 
-def _plan_stylegan2(widget: GenerateWidget, generation, path: Path) -> GenerationPlan:
-    from ..core.errors import NapariGanError
 
-    raise NapariGanError("StyleGAN2 generation is not available in this version of napari-gan.")
+def _generate_job(generator, latents, truncation, cancel, relay, save_path):
+    """Worker: StyleGAN2 images in batches (progress, Cancel between batches), then the TIFF."""
+    from ..core.io import write_tiff
+
+    yield f"Generating on {generator.device_name} ..."
+    chunks, n, step = [], len(latents), max(1, generator.batch)
+    for start in range(0, n, step):
+        if cancel():
+            raise InterruptedError("generation cancelled")
+        chunks.append(generator.generate_from_latents(latents[start:start + step], truncation))
+        relay.progressed.emit(min(start + step, n), n)
+    images = np.concatenate(chunks)
+    if save_path is not None:
+        yield f"Writing '{save_path}' ..."
+        write_tiff(save_path, images)
+    return images

@@ -64,7 +64,9 @@ class TrainingPlan:
     preview_scale: list[float] | None = None
     preview_translate: list[float] | None = None
     preview_contrast: tuple[float, float] | None = None
-    metric_names: list[str] = field(default_factory=list)
+    metric_names: list[str] = field(default_factory=list)   # plotted validation metrics
+    loss_names: list[str] = field(default_factory=list)     # plotted losses
+    status_names: list[str] = field(default_factory=list)   # other values shown in the status line
 
 
 class TrainWidget(QWidget):
@@ -100,6 +102,11 @@ class TrainWidget(QWidget):
         self.batch = SpinBox(label="Batch size", value=8, min=1, max=512)
         self.preview_every = SpinBox(label="Preview every", value=100, min=1, max=1_000_000, step=50,
                                      tooltip="Validate, update the preview layer and save the best model every N steps")
+        self.resolution = ComboBox(label="Resolution", choices=[8, 16, 32, 64, 128, 256, 512, 1024], value=64,
+                                   tooltip="Size of the generated images (random crops of this size are learnt)")
+        self.sg_batch = SpinBox(label="Batch size", value=0, min=0, max=512,
+                                tooltip="Images per step; 0 = automatic (4096 / resolution, at most 32)")
+        self.sg_batch.native.setSpecialValueText("auto")
         self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
         self.out_dir = FileEdit(label="Save to", mode="d", value=default_run_folder(),
                                 tooltip="Run folder: model.safetensors (best), last.safetensors, training state")
@@ -115,12 +122,17 @@ class TrainWidget(QWidget):
                                          tooltip="Bottom fraction of each image held out when no validation layers are chosen")
         self.log_every = SpinBox(label="Plot every", value=10, min=1, max=100_000, tooltip="Plot the losses every N steps")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.sg_size = ComboBox(label="Network size", choices=["auto", "small", "medium", "full"], value="auto",
+                                tooltip="auto: small on the CPU, full on a GPU")
+        self.augment = ComboBox(label="Augmentation", choices=[("adaptive (ADA)", "ada"), ("none", "none")],
+                                value="ada", tooltip="Adaptive discriminator augmentation makes small data sets work")
         self.advanced = Container(widgets=[self.width, self.depth, self.adv_weight, self.gan_mode, self.lr,
-                                           self.val_fraction, self.log_every, self.seed], visible=False)
+                                           self.val_fraction, self.sg_size, self.augment, self.log_every,
+                                           self.seed], visible=False)
         self.form = Container(widgets=[
             self.model_kind, self.input_layer, self.target_layer, self.val_input_layer,
-            self.val_target_layer, self.steps, self.minutes, self.patch, self.batch,
-            self.preview_every, self.device, self.out_dir, self.show_advanced, self.advanced,
+            self.val_target_layer, self.steps, self.minutes, self.patch, self.batch, self.resolution,
+            self.sg_batch, self.preview_every, self.device, self.out_dir, self.show_advanced, self.advanced,
         ])
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -204,8 +216,10 @@ class TrainWidget(QWidget):
         pix2pix = kind != STYLEGAN2
         self.input_layer.label = "Input" if pix2pix else "Images"
         for w in (self.target_layer, self.val_input_layer, self.val_target_layer, self.val_fraction,
-                  self.adv_weight, self.gan_mode, self.depth):
+                  self.adv_weight, self.gan_mode, self.depth, self.width, self.lr, self.patch, self.batch):
             w.visible = pix2pix
+        for w in (self.resolution, self.sg_batch, self.sg_size, self.augment):
+            w.visible = not pix2pix
         if not self.running:
             self.out_dir.value = default_run_folder(kind)
 
@@ -324,9 +338,7 @@ class TrainWidget(QWidget):
                                  log_every=int(self.log_every.value), val_every=int(self.preview_every.value))
         if resume:
             trainer.resume_from(out)
-            if budget.steps is not None and trainer.step >= budget.steps:
-                raise InputError(f"The run in '{out}' already reached step {trainer.step}; raise 'Steps' "
-                                 "above that to train further.")
+            self._check_not_finished(trainer, budget, out)
         if trainer.val_data is None:
             notify_warning("The images are too small to hold out a validation region, so there will be no "
                            "preview or validation metrics; choose validation layers or larger images.")
@@ -343,16 +355,46 @@ class TrainWidget(QWidget):
             preview_name=f"{inp_layer.name}{PREVIEW_SUFFIX}", preview_scale=scale_,
             preview_translate=translate,
             preview_contrast=tuple(tgt_layer.contrast_limits) if tgt_layer is not None else None,
-            metric_names=["val_psnr", "val_ssim"])
+            metric_names=["val_psnr", "val_ssim"], loss_names=["l1", "d", "g_adv"])
 
     def _plan_stylegan2(self, resume: bool) -> TrainingPlan:
-        from ..core.errors import NapariGanError
+        from ..core.training.stylegan2 import (
+            ImageSet, StyleGAN2Config, StyleGAN2Trainer, stored_config_and_norm,
+        )
 
-        try:
-            from ..core.training import stylegan2 as sg2
-        except ImportError as exc:
-            raise NapariGanError("StyleGAN2 training is not available in this version of napari-gan.") from exc
-        return _plan_stylegan2(self, sg2, resume)
+        layer = self.input_layer.value
+        planes, _ = self._planes(layer, "images")
+        budget, device, device_name, out = self._common()
+        state = self._check_folder(out, resume)
+        norm = None
+        if resume:
+            cfg, norm = stored_config_and_norm(state)
+        else:
+            size = self.sg_size.value
+            if size == "auto":
+                size = "small" if device.type == "cpu" else "full"
+            cfg = StyleGAN2Config(resolution=int(self.resolution.value), size=size,
+                                  batch=int(self.sg_batch.value) or None, augment=self.augment.value)
+        names = [f"'{layer.name}'" + (f" plane {i + 1}" if len(planes) > 1 else "") for i in range(len(planes))]
+        data = ImageSet.build(list(planes), cfg.resolution, names, norm)
+        trainer = StyleGAN2Trainer(cfg, data, out, budget, device, int(self.seed.value),
+                                   log_every=int(self.log_every.value), val_every=int(self.preview_every.value))
+        if resume:
+            trainer.resume_from(out)
+            self._check_not_finished(trainer, budget, out)
+        scale = list(np.asarray(layer.scale, float)[-2:])
+        return TrainingPlan(
+            trainer=trainer, kind=self.kind,
+            description=(f"StyleGAN2 {cfg.resolution}x{cfg.resolution} ({cfg.size}, batch {cfg.batch}) on "
+                         f"{len(planes)} image(s) of '{layer.name}', {device_name}, from step {trainer.step}"),
+            preview_name=f"{layer.name} samples{PREVIEW_SUFFIX}", preview_scale=scale,
+            preview_translate=[0.0, 0.0], preview_contrast=tuple(layer.contrast_limits),
+            metric_names=["swd"], loss_names=["g", "d", "r1", "pl"], status_names=["kimg", "aug_p"])
+
+    def _check_not_finished(self, trainer, budget, out: Path) -> None:
+        if budget.steps is not None and trainer.step >= budget.steps:
+            raise InputError(f"The run in '{out}' already reached step {trainer.step}; raise 'Steps' "
+                             "above that to train further.")
 
     # ------------------------------------------------------------------ progress
     def _open_progress(self, plan: TrainingPlan) -> None:
@@ -369,8 +411,11 @@ class TrainWidget(QWidget):
         """Record an event; the display catches up in :meth:`_refresh` (a few times a second),
         so a fast trainer never floods the GUI thread."""
         self.last_event = event
-        if event.losses or event.metrics:
-            self.plot.add(event.step, event.losses, event.metrics, redraw=False)
+        plan = self._plan
+        losses = {k: v for k, v in event.losses.items() if k in plan.loss_names}
+        metrics = {k: v for k, v in event.metrics.items() if k in plan.metric_names}
+        if losses or metrics:
+            self.plot.add(event.step, losses, metrics, redraw=False)
         if event.preview is not None:
             self._pending_preview = event.preview
         if event.kind == "warning" and event.message:
@@ -389,7 +434,9 @@ class TrainWidget(QWidget):
             parts.append(f"{event.images_per_s:.1f} images/s")
         if event.eta_s is not None and event.kind != "done":
             parts.append(f"ETA {format_seconds(event.eta_s)}")
-        parts += [f"{k} {v:.4g}" for k, v in event.metrics.items()]
+        plan = self._plan
+        parts += [f"{k} {event.losses[k]:.3g}" for k in plan.status_names if k in event.losses]
+        parts += [f"{k} {v:.4g}" for k, v in event.metrics.items() if k in plan.metric_names]
         self.status.value = " | ".join(parts)
         self.plot.redraw()
         if self._pending_preview is not None:
@@ -432,7 +479,7 @@ class TrainWidget(QWidget):
         self.last_result = dict(event.paths)
         best = event.paths.get("best", "")
         how = "stopped" if event.message == "stopped" else "finished"
-        self.status.value = f"Training {how} at step {event.step}. Model: {best}"
+        self.status.value = f"{self.status.value}\nTraining {how} at step {event.step}. Model: {best}"
         notify_info(f"Training {how} at step {event.step}; the model is saved in '{best}' "
                     f"(resume with the Resume button, folder '{Path(best).parent}').")
 
@@ -442,8 +489,3 @@ def _train_job(trainer):
     yield from trainer.run()
     return "done"
 
-
-def _plan_stylegan2(widget: TrainWidget, sg2, resume: bool) -> TrainingPlan:
-    from ..core.errors import NapariGanError
-
-    raise NapariGanError("StyleGAN2 training is not available in this version of napari-gan.")
