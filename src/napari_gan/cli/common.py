@@ -46,11 +46,14 @@ def run_trainer(trainer, quiet: bool = False, out=None) -> TrainEvent:
             last = event
             if event.kind == "done":
                 break
-            if not quiet or event.kind == "warning":
+            if (not quiet or event.kind == "warning") and trainer.dist.is_main:
                 print(event.summary(), file=out, flush=True)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        from ..core import distributed
+
+        distributed.shutdown()   # under torchrun: leave the process group
     if trainer.dist.is_main:
         print(f"training {last.message} after {last.step} steps in {format_seconds(time.perf_counter() - t0)}"
               + (" | " + " | ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()) if last.metrics else ""),

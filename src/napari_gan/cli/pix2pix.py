@@ -65,9 +65,11 @@ def train(args) -> int:
                              log_every=args.log_every, val_every=args.val_every)
     if args.resume:
         trainer.resume_from(args.out)
-    print(f"pix2pix {cfg.task}{' x' + str(cfg.scale) if cfg.scale > 1 else ''}: "
-          f"{len(data.inputs)} image(s), device {describe_device(device)}, "
-          f"starting at step {trainer.step}", flush=True)
+    if trainer.dist.is_main:
+        procs = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
+        print(f"pix2pix {cfg.task}{' x' + str(cfg.scale) if cfg.scale > 1 else ''}: "
+              f"{len(data.inputs)} image(s), device {describe_device(device)}{procs}, "
+              f"starting at step {trainer.step}", flush=True)
     run_trainer(trainer, args.quiet)
     return 0
 

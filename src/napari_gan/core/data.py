@@ -263,22 +263,39 @@ class PairedPatchSampler:
         areas = np.array([p.shape[-1] * p.shape[-2] for p in data.inputs], np.float64)
         self.weights = areas / areas.sum()
 
-    def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        d, p, s = self.data, self.patch, self.data.scale
-        xs, ys = [], []
+    def draw(self, batch: int) -> list[tuple[int, int, int, int]]:
+        """Where the next ``batch`` patches come from: (plane, row, column, dihedral k).
+
+        Drawing is separate from cutting so that DDP processes can draw the same global
+        batch from one shared random stream and each cut only its own share.
+        """
+        d, p = self.data, self.patch
+        draws = []
         for _ in range(batch):
             i = int(self.rng.choice(len(d.inputs), p=self.weights))
-            inp, tgt = d.inputs[i], d.targets[i]
+            inp = d.inputs[i]
             r = int(self.rng.integers(0, inp.shape[-2] - p + 1))
             c = int(self.rng.integers(0, inp.shape[-1] - p + 1))
+            k = int(self.rng.integers(0, 8)) if self.augment else 0
+            draws.append((i, r, c, k))
+        return draws
+
+    def cut(self, draws: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """The normalised, augmented (input, target) patches for ``draws``."""
+        d, p, s = self.data, self.patch, self.data.scale
+        xs, ys = [], []
+        for i, r, c, k in draws:
+            inp, tgt = d.inputs[i], d.targets[i]
             x = d.input_norm.normalize(inp[:, r:r + p, c:c + p])
             y = d.target_norm.normalize(tgt[:, r * s:(r + p) * s, c * s:(c + p) * s])
-            if self.augment:
-                k = int(self.rng.integers(0, 8))
+            if k:
                 x, y = dihedral(x, k), dihedral(y, k)
             xs.append(np.ascontiguousarray(x))
             ys.append(np.ascontiguousarray(y))
         return np.stack(xs), np.stack(ys)
+
+    def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.cut(self.draw(batch))
 
 
 def validation_crops(data: PairedSet, crop: int, max_crops: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import checkpoint
+from .. import checkpoint, distributed
 from ..data import Normalizer, PairedPatchSampler, PairedSet, validation_crops
 from ..device import autocast, configure_backends
 from ..errors import NapariGanError
@@ -22,6 +22,7 @@ from ..losses import GAN_MODES, discriminator_loss, generator_loss, gradient_pen
 from ..metrics import psnr, ssim
 from ..models.patchgan import PatchGANDiscriminator
 from ..models.unet import UNetGenerator
+from . import patches
 from .base import Budget, Trainer
 
 TASKS = ("denoise", "sr")
@@ -99,8 +100,17 @@ class Pix2PixTrainer(Trainer):
 
     def __init__(self, cfg: Pix2PixConfig, data: PairedSet, out_dir: str | Path, budget: Budget,
                  device: torch.device, seed: int = 0, val_data: PairedSet | None = None,
-                 log_every: int = 10, val_every: int = 100, val_crop: int = 128):
-        super().__init__(out_dir, budget, device, seed, log_every, val_every, cfg.batch)
+                 log_every: int = 10, val_every: int = 100, val_crop: int = 128,
+                 compile: bool = False, gpu_patches: bool | None = None):
+        # cfg.batch is the global batch; under torchrun each of the N processes trains on
+        # its 1/N share of it (drawn from one random stream shared by all processes), so N
+        # processes follow the same trajectory as one process with the same batch.
+        world = distributed.init(device).world_size
+        if cfg.batch % world:
+            raise NapariGanError(f"The batch ({cfg.batch}) must be divisible by the number of "
+                                 f"processes ({world}).")
+        super().__init__(out_dir, budget, device, seed, log_every, val_every, cfg.batch // world)
+        self.rng = np.random.default_rng([seed, 0])   # the same stream in every process
         if data.scale != cfg.scale:
             raise NapariGanError(f"The data are paired for scale {data.scale} but the model uses {cfg.scale}.")
         cfg.in_channels, cfg.out_channels = data.channels
@@ -115,6 +125,20 @@ class Pix2PixTrainer(Trainer):
         configure_backends(device)
         self.G = build_generator(cfg).to(device)
         self.D = build_discriminator(cfg).to(device)
+        self.channels_last = device.type == "cuda"
+        if self.channels_last:   # NHWC: the fast layout for bf16 convolutions on tensor cores
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+        # G_train/D_train: DDP-wrapped (and optionally compiled) for the training passes;
+        # self.G/self.D stay plain for saving, validation and passes needing no gradient sync.
+        self.G_train = distributed.wrap(self.G, device)
+        self.D_train = distributed.wrap(self.D, device)
+        if compile and cfg.gan_mode != "wgan-gp":   # no double backward through compiled code
+            self.G_train = torch.compile(self.G_train)
+            self.D_train = torch.compile(self.D_train)
+        if gpu_patches is None:
+            gpu_patches = patches.fits_on_device(self.sampler, device)
+        self.cutter = patches.DevicePatchCutter(self.sampler, device) if gpu_patches else None
         fused = device.type == "cuda"
         self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2), fused=fused)
@@ -130,11 +154,18 @@ class Pix2PixTrainer(Trainer):
                 group["lr"] = lr * factor
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.sampler.sample(self.cfg.batch)
-        pin = self.device.type == "cuda"
-        to = lambda a: torch.from_numpy(a).pin_memory().to(self.device, non_blocking=True) if pin \
-            else torch.from_numpy(a).to(self.device)
-        return to(x), to(y)
+        draws = self.sampler.draw(self.cfg.batch)[distributed.global_slice(self.cfg.batch, self.dist)]
+        if self.cutter is not None:
+            x, y = self.cutter.cut(draws)
+        else:
+            x, y = self.sampler.cut(draws)
+            pin = self.device.type == "cuda"
+            to = lambda a: torch.from_numpy(a).pin_memory().to(self.device, non_blocking=True) if pin \
+                else torch.from_numpy(a).to(self.device)
+            x, y = to(x), to(y)
+        if self.channels_last:
+            x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
+        return x, y
 
     def train_step(self, fraction: float) -> dict[str, float]:
         cfg = self.cfg
@@ -143,35 +174,37 @@ class Pix2PixTrainer(Trainer):
         adversarial = cfg.adv_weight > 0 and fraction >= cfg.adv_warmup
         self.G.train()
         with autocast(self.device, cfg.amp):
-            fake = self.G(x)
-        losses: dict[str, float] = {}
+            fake = self.G_train(x)
+        values: dict[str, torch.Tensor] = {}
         g_adv = torch.zeros((), device=self.device)
         if adversarial:
             self.D.requires_grad_(True)
             with autocast(self.device, cfg.amp):
-                d_loss = discriminator_loss(cfg.gan_mode, self.D(x, y), self.D(x, fake.detach()))
+                d_loss = discriminator_loss(cfg.gan_mode, self.D_train(x, y), self.D_train(x, fake.detach()))
             if cfg.gan_mode == "wgan-gp":
-                d_loss = d_loss + cfg.gp_weight * gradient_penalty(self.D, x, y, fake.detach().float())
+                d_loss = d_loss + cfg.gp_weight * gradient_penalty(self.D_train, x, y, fake.detach().float())
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
             self.D.requires_grad_(False)
             with autocast(self.device, cfg.amp):
                 g_adv = generator_loss(cfg.gan_mode, self.D(x, fake))
-            losses["d"] = d_loss.item()
+            values["d"] = d_loss.detach()
         l1 = (fake.float() - y).abs().mean()
         g_loss = cfg.l1_weight * l1 + cfg.adv_weight * g_adv
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
-        losses["l1"] = l1.item()
+        values["l1"] = l1.detach()
         if adversarial:
-            losses["g_adv"] = g_adv.item()
-        return losses
+            values["g_adv"] = g_adv.detach()
+        # One host sync per step; under DDP the losses of the global batch (all processes
+        # see the same numbers, so they take the same decisions, e.g. a NaN rollback).
+        return dict(zip(values, distributed.mean_values(list(values.values()), self.device)))
 
     @torch.no_grad()
     def validate(self) -> tuple[dict[str, float], np.ndarray | None]:
-        if not self.val_crops:
+        if not self.val_crops or not self.dist.is_main:   # under DDP rank 0 validates
             return {}, None
         self.G.eval()
         p_sum = s_sum = 0.0

@@ -1,0 +1,102 @@
+"""Multi-process (DDP) training support: process group, model wrapping, collectives.
+
+``torchrun --nproc_per_node N -m napari_gan.cli train ...`` starts N copies of the
+ordinary command; each reads RANK/LOCAL_RANK/WORLD_SIZE (see
+:func:`~napari_gan.core.device.distributed_info`). The trainer calls :func:`init` (NCCL on
+CUDA, gloo otherwise), wraps its networks with :func:`wrap` and keeps all processes in
+lock step with :func:`agree` (one small collective per step: rank 0's budget fraction and
+anyone's stop request). Every function is a no-op in a single process.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+from .device import DistributedInfo, distributed_info
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def init(device: torch.device, info: DistributedInfo | None = None) -> DistributedInfo:
+    """Join the process group started by torchrun (once per process)."""
+    info = info or distributed_info()
+    if not info.enabled or not dist.is_available() or dist.is_initialized():
+        return info
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    timeout = datetime.timedelta(minutes=float(os.environ.get("NAPARI_GAN_DIST_TIMEOUT_MIN", "30")))
+    kwargs = {"device_id": device} if device.type == "cuda" else {}
+    dist.init_process_group(backend, rank=info.rank, world_size=info.world_size, timeout=timeout, **kwargs)
+    return info
+
+
+def shutdown() -> None:
+    """Leave the process group (at the end of a command; the trainer has already met the
+    other processes at its final barrier, and after an error there is nobody to wait for)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` wrapped in DistributedDataParallel when several processes train, else itself.
+
+    The caller keeps the plain module for saving and for passes that need no gradient sync.
+    """
+    if not active():
+        return module
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    import inspect
+
+    ids = [device.index] if device.type == "cuda" else None
+    # Buffers (spectral-norm vectors) are equal on every rank after the initial sync and
+    # evolve identically, so they are not re-broadcast on every forward pass.
+    if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters:
+        return DDP(module, device_ids=ids, forward_sync_buffers=False)
+    return DDP(module, device_ids=ids, broadcast_buffers=False)
+
+
+def _tensor_device(device: torch.device) -> torch.device:
+    return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def agree(fraction: float, stop: bool, device: torch.device) -> tuple[float, bool]:
+    """Rank 0's budget fraction (so every process uses the same schedule) and whether any
+    process asked to stop. One all-reduce of two numbers."""
+    if not active():
+        return fraction, stop
+    rank0 = dist.get_rank() == 0
+    t = torch.tensor([fraction if rank0 else 0.0, 1.0 if stop else 0.0], dtype=torch.float64,
+                     device=_tensor_device(device))
+    dist.all_reduce(t)
+    return float(t[0]), bool(t[1] > 0)
+
+
+def mean_values(values: list[torch.Tensor], device: torch.device) -> list[float]:
+    """Scalars averaged over all processes (one collective), as Python floats."""
+    if not values:
+        return []
+    t = torch.stack([v.detach().float().reshape(()) for v in values])
+    if active():
+        t = t.to(_tensor_device(device))
+        dist.all_reduce(t)
+        t = t / dist.get_world_size()
+    return t.tolist()
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def global_slice(global_batch: int, info: DistributedInfo) -> slice:
+    """This process's share ``[rank*b, (rank+1)*b)`` of a global batch (b = global / world)."""
+    per = global_batch // info.world_size
+    return slice(info.rank * per, (info.rank + 1) * per)

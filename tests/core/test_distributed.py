@@ -1,0 +1,86 @@
+"""DDP: two gloo processes on CPU (torchrun) follow one process with the same global batch."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from .conftest import smooth_image
+
+
+def test_global_slice_partitions_the_batch():
+    from napari_gan.core.device import DistributedInfo
+    from napari_gan.core.distributed import global_slice
+
+    parts = [list(range(8))[global_slice(8, DistributedInfo(r, r, 4))] for r in range(4)]
+    assert parts == [[0, 1], [2, 3], [4, 5], [6, 7]]
+
+
+def test_single_process_helpers_are_no_ops():
+    from napari_gan.core import distributed
+
+    assert not distributed.active()
+    assert distributed.agree(0.25, False, torch.device("cpu")) == (0.25, False)
+    assert distributed.mean_values([torch.tensor(2.0), torch.tensor(3.0)], torch.device("cpu")) == [2.0, 3.0]
+    m = torch.nn.Linear(2, 2)
+    assert distributed.wrap(m, torch.device("cpu")) is m
+
+
+def test_draw_then_cut_equals_sample(toy_pair):
+    from napari_gan.core.data import PairedPatchSampler, PairedSet
+
+    noisy, clean = toy_pair
+    data = PairedSet.build([noisy[None]], [clean[None]])
+    a = PairedPatchSampler(data, 32, np.random.default_rng(3)).sample(5)
+    s = PairedPatchSampler(data, 32, np.random.default_rng(3))
+    b = s.cut(s.draw(5))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_device_cutter_matches_host_cutting(toy_pair, scale):
+    from napari_gan.core.data import PairedPatchSampler, PairedSet, blur_downsample
+    from napari_gan.core.training.patches import DevicePatchCutter
+
+    noisy, clean = toy_pair
+    inp = noisy[None] if scale == 1 else blur_downsample(clean, scale)[None]
+    data = PairedSet.build([inp], [clean[None]], scale=scale)
+    sampler = PairedPatchSampler(data, 16, np.random.default_rng(0))
+    draws = sampler.draw(16)   # covers all 8 dihedral transforms with high probability
+    x, y = sampler.cut(draws)
+    tx, ty = DevicePatchCutter(sampler, torch.device("cpu")).cut(draws)
+    np.testing.assert_allclose(tx.numpy(), x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ty.numpy(), y, rtol=1e-6, atol=1e-6)
+
+
+def test_torchrun_two_processes_match_one_process(tmp_path, toy_pair):
+    import tifffile
+    from safetensors.torch import load_file
+
+    from napari_gan.cli import main
+
+    noisy, clean = toy_pair
+    tifffile.imwrite(tmp_path / "in.tif", noisy)
+    tifffile.imwrite(tmp_path / "gt.tif", clean)
+    args = ["train", "pix2pix", "--input", str(tmp_path / "in.tif"), "--target", str(tmp_path / "gt.tif"),
+            "--steps", "4", "--batch", "4", "--patch", "32", "--depth", "2", "--width", "8",
+            "--disc-width", "8", "--adv-warmup", "0", "--device", "cpu", "--val-every", "2",
+            "--val-fraction", "0.2", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "one")]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "napari_gan.cli", *args, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("model saved to") == 1          # only rank 0 reports and writes
+    for name in ("last.safetensors", "training_state.safetensors"):
+        one, two = load_file(tmp_path / "one" / name), load_file(tmp_path / "two" / name)
+        assert one.keys() == two.keys()
+        for key in one:
+            if one[key].is_floating_point():
+                torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
