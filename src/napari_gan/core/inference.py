@@ -90,13 +90,23 @@ class Predictor:
 
     def predict_plane(self, plane: np.ndarray, tile: int | None = None, overlap: int | None = None,
                       cancel: Callable[[], bool] | None = None,
-                      on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """One ``(C, H, W)`` raw plane -> ``(C_out, H*s, W*s)`` float32 in target units."""
+                      on_tile: Callable[[int, int], None] | None = None,
+                      out: np.ndarray | None = None) -> np.ndarray:
+        """One ``(C, H, W)`` raw plane -> ``(C_out, H*s, W*s)`` float32 in target units.
+
+        ``out`` (optional): a float32 array of that shape to write into (e.g. a memory-map).
+        """
         tile = tile or self.tile
         overlap = self.overlap if overlap is None else overlap
+        c, h, w = plane.shape
+        shape = (self.out_channels, h * self.scale, w * self.scale)
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape or out.dtype != np.float32:
+            raise NapariGanError(f"The output array must be float32 of shape {shape}, not {out.dtype} {out.shape}.")
         while True:
             try:
-                return self._predict_plane(plane, tile, overlap, cancel, on_tile)
+                return self._predict_plane(plane, tile, overlap, cancel, on_tile, out)
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -113,17 +123,31 @@ class Predictor:
                         "choose the CPU device or close other programs using the GPU."
                     ) from exc
 
-    def _predict_plane(self, plane, tile, overlap, cancel, on_tile) -> np.ndarray:
+    def _predict_plane(self, plane, tile, overlap, cancel, on_tile, out) -> np.ndarray:
         # Tiles live on a virtual canvas padded by ``overlap`` (mirror) on every side, so
         # border pixels get the same context as interior ones and tiled == untiled.
+        # Host memory: the output array plus tile-sized buffers. The tiles form a grid and
+        # each tile's blending weight is a product wy(y) * wx(x), so the summed weight is
+        # the product of two 1D sums: no image-sized weight array is needed.
         c, h, w = plane.shape
         s, m, mult = self.scale, overlap, self.multiple
         tile = max(mult, tile // mult * mult)
         th, tw = min(tile, _round_up(h + 2 * m, mult)), min(tile, _round_up(w + 2 * m, mult))
         ys = tile_starts(h + 2 * m, th, overlap)
         xs = tile_starts(w + 2 * m, tw, overlap)
-        out = np.zeros((self.out_channels, h * s, w * s), np.float32)
-        weight = np.zeros((h * s, w * s), np.float32)
+        out[...] = 0
+        weight_y = np.zeros(h * s, np.float32)
+        weight_x = np.zeros(w * s, np.float32)
+        for y in ys:
+            y -= m
+            y0, y1 = max(y, 0), min(y + th, h)
+            if y1 > y0:
+                weight_y[y0 * s:y1 * s] += _ramp(th * s, overlap * s, y == -m, y + th >= h + m)[(y0 - y) * s:(y1 - y) * s]
+        for x in xs:
+            x -= m
+            x0, x1 = max(x, 0), min(x + tw, w)
+            if x1 > x0:
+                weight_x[x0 * s:x1 * s] += _ramp(tw * s, overlap * s, x == -m, x + tw >= w + m)[(x0 - x) * s:(x1 - x) * s]
         boxes = [(y - m, x - m) for y in ys for x in xs]
         total = len(boxes)
         for first in range(0, total, self.batch):
@@ -142,11 +166,20 @@ class Predictor:
                 sx = slice((x0 - x) * s, (x1 - x) * s)
                 wt = wy[sy, None] * wx[None, sx]
                 out[:, y0 * s:y1 * s, x0 * s:x1 * s] += pred[:, sy, sx] * wt
-                weight[y0 * s:y1 * s, x0 * s:x1 * s] += wt
             if on_tile is not None:
                 on_tile(min(first + self.batch, total), total)
-        out /= weight
-        return self.target_norm.denormalize(out)
+        # Normalise by the summed weight and return to target units, in place, in row bands.
+        low = np.asarray(self.target_norm.low, np.float32)
+        span = np.asarray(self.target_norm.high, np.float32) - low
+        band = max(1, (1 << 22) // max(1, w * s))
+        for r in range(0, h * s, band):
+            wt = weight_y[r:r + band, None] * weight_x[None, :]
+            for ch in range(self.out_channels):
+                rows = out[ch, r:r + band]
+                rows /= wt
+                rows *= span[ch]
+                rows += low[ch]
+        return out
 
     # ------------------------------------------------------------------ images
     def predict(self, image: np.ndarray, channel_axis: int | None = None, tile: int | None = None,
@@ -155,6 +188,8 @@ class Predictor:
         """Predict a 2D image or a Z/T stack (plane by plane), keeping its layout.
 
         ``progress(done, total)`` counts planes; returns float32 in the target's units.
+        Host memory beyond the (possibly memory-mapped) input is the output array plus
+        tile-sized buffers.
         """
         planes, lead = to_planes(image, self.in_channels, channel_axis, name)
         if min(planes.shape[-2:]) < 4:
@@ -163,7 +198,7 @@ class Predictor:
                            np.float32)
         for i, plane in enumerate(planes):
             check_finite(plane, f"{name} (plane {i + 1})")
-            outputs[i] = self.predict_plane(plane, tile, overlap, cancel)
+            self.predict_plane(plane, tile, overlap, cancel, out=outputs[i])
             if progress is not None:
                 progress(i + 1, len(planes))
         ndim = np.ndim(image)
