@@ -56,3 +56,21 @@ def test_sample_data_open_from_the_manifest(viewer):
     assert low.data.shape[0] * 2 == high.data.shape[0]
     assert tuple(low.scale) == (2, 2) and tuple(low.translate) == (0.5, 0.5)
     assert layers["nuclei"].data.ndim == 3
+
+
+def test_built_wheel_ships_the_manifest_as_a_real_file(tmp_path):
+    import zipfile
+
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                             str(ROOT), "-w", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("napari_gan-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("napari_gan/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
+        entry_points = next(n for n in z.namelist() if n.endswith("entry_points.txt"))
+        assert "napari-gan = napari_gan:napari.yaml" in z.read(entry_points).decode()
+        metadata = z.read(next(n for n in z.namelist() if n.endswith("METADATA"))).decode()
+    assert "Classifier: Framework :: napari" in metadata
+    assert "License-Expression: BSD-3-Clause" in metadata or "License: BSD-3-Clause" in metadata
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert not any(q in line.lower() for line in requires for q in ("pyqt", "pyside", "napari["))

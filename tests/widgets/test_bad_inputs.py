@@ -1,0 +1,237 @@
+"""Bad input in the GUI: each case gives one clear napari notification, nothing starts,
+nothing freezes, and the user's layers are left exactly as they were."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import smooth_image, tiny_training, wait_idle
+
+
+@pytest.fixture
+def train_widget(viewer, tmp_path):
+    from napari_gan._widgets import TrainWidget
+
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train")
+    tiny_training(widget, tmp_path / "run")
+    return widget
+
+
+@pytest.fixture
+def gen_widget(viewer):
+    from napari_gan._widgets import GenerateWidget
+
+    widget = GenerateWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Generate Data")
+    widget.device.value = "cpu"
+    return widget
+
+
+def snapshot(viewer):
+    return [(layer.name, layer.data, np.array(layer.data, copy=True)) for layer in viewer.layers]
+
+
+def assert_unchanged(viewer, before):
+    assert [layer.name for layer in viewer.layers] == [name for name, _, _ in before]
+    for layer, (_, data, copy) in zip(viewer.layers, before):
+        assert layer.data is data
+        np.testing.assert_array_equal(np.asarray(layer.data), copy)
+
+
+IMG = smooth_image((64, 64))
+
+
+def _pair(viewer, inp, tgt):
+    a = viewer.add_image(inp, name="input")
+    b = viewer.add_image(tgt, name="target")
+    return a, b
+
+
+TRAIN_CASES = {
+    "no layer": (lambda v: None, "No input layer chosen"),
+    "no target": (lambda v: v.add_image(IMG, name="input"), "No target layer chosen"),
+    "shapes differ": (lambda v: _pair(v, IMG, IMG[:48, :48]), "both must have the same size"),
+    "stack lengths differ": (lambda v: _pair(v, np.stack([IMG] * 3), np.stack([IMG] * 2)), "3 input plane(s) but 2"),
+    "rgb": (lambda v: _pair(v, np.stack([IMG] * 3, -1).astype(np.uint8), IMG), "RGB"),
+    "labels": (lambda v: (v.add_labels((IMG > 100).astype(np.uint8), name="input"),
+                          v.add_image(IMG, name="target")), "labels layer"),
+    "constant": (lambda v: _pair(v, IMG, np.full((64, 64), 7.0, np.float32)), "constant"),
+    "blank": (lambda v: _pair(v, np.zeros((64, 64), np.float32), IMG), "constant"),
+    "too small": (lambda v: _pair(v, IMG[:12, :12], IMG[:12, :12]), "at least 16x16"),
+    "nan": (lambda v: _pair(v, np.where(IMG > 150, np.nan, IMG).astype(np.float32), IMG), "NaN"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAIN_CASES))
+def test_train_bad_input_is_a_notification(case, viewer, train_widget, notes):
+    make, expected = TRAIN_CASES[case]
+    make(viewer)
+    if case == "labels":
+        train_widget.input_layer.value = viewer.layers["input"]
+        train_widget.target_layer.value = viewer.layers["target"]
+    before = snapshot(viewer)
+    train_widget.train_button.native.click()
+    assert not train_widget.running
+    errors = notes.errors()
+    assert len(errors) == 1 and expected in errors[0], errors
+    assert "Traceback" not in errors[0]
+    assert train_widget.train_button.enabled
+    assert_unchanged(viewer, before)
+
+
+def test_train_same_layer_twice(viewer, train_widget, notes):
+    layer = viewer.add_image(IMG, name="image")
+    viewer.add_image(IMG, name="other")
+    train_widget.input_layer.value = layer
+    train_widget.target_layer.value = layer
+    train_widget.train_button.native.click()
+    assert not train_widget.running and "same layer" in notes.errors()[0]
+
+
+def test_train_super_resolution_with_wrong_ratio(viewer, train_widget, notes):
+    _pair(viewer, IMG[:32, :32], IMG)           # x2 ratio but x4 model chosen
+    train_widget.model_kind.value = "pix2pix-sr4"
+    train_widget.train_button.native.click()
+    assert not train_widget.running
+    assert "for 4x super-resolution the target must be 128x128" in notes.errors()[0]
+
+
+def test_resume_without_a_saved_run(viewer, train_widget, notes, pair):
+    _pair(viewer, *pair)
+    train_widget.resume_button.native.click()
+    assert not train_widget.running and "Nothing to resume" in notes.errors()[0]
+
+
+def test_stylegan2_with_too_few_images(viewer, train_widget, notes):
+    viewer.add_image(IMG[:20, :20], name="tiny")
+    train_widget.model_kind.value = "stylegan2"
+    train_widget.resolution.value = 16
+    train_widget.train_button.native.click()
+    assert not train_widget.running and "Too few images" in notes.errors()[0]
+
+
+def test_out_of_memory_during_training(qtbot, monkeypatch, viewer, train_widget, notes, pair):
+    import torch
+
+    from napari_gan.core.training.pix2pix import Pix2PixTrainer
+
+    def oom(self, fraction):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Pix2PixTrainer, "train_step", oom)
+    _pair(viewer, *pair)
+    before = snapshot(viewer)
+    train_widget.train_button.native.click()
+    wait_idle(qtbot, train_widget)
+    errors = notes.errors()
+    assert len(errors) == 1 and "ran out of memory" in errors[0] and "batch" in errors[0]
+    assert train_widget.train_button.enabled and not train_widget.stop_button.enabled
+    assert_unchanged(viewer, before)
+
+
+# ------------------------------------------------------------------------ Generate Data
+def test_generate_without_a_model(viewer, gen_widget, notes):
+    viewer.add_image(IMG, name="raw")
+    gen_widget.run_button.native.click()
+    assert "No model chosen" in notes.errors()[0]
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "foreign safetensors", "training state"])
+def test_generate_with_a_missing_or_foreign_model(kind, viewer, gen_widget, notes, tmp_path, pix2pix_models):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    expected = {"missing": "does not exist", "text": "not a readable napari-gan model file",
+                "foreign safetensors": "not a napari-gan model", "training state": "not a model"}[kind]
+    if kind == "text":
+        path.write_text("hello")
+    elif kind == "foreign safetensors":
+        save_file({"w": torch.zeros(3)}, str(path))
+    elif kind == "training state":
+        path = pix2pix_models["denoise"].parent / "training_state.safetensors"
+    viewer.add_image(IMG, name="raw")
+    before = snapshot(viewer)
+    gen_widget.model_path.value = path
+    assert gen_widget.model_kind is None or kind == "training state"
+    gen_widget.run_button.native.click()
+    assert not gen_widget.running
+    errors = notes.errors()
+    assert len(errors) == 1 and expected in errors[0], errors
+    assert_unchanged(viewer, before)
+
+
+GENERATE_CASES = {
+    "no layer": (lambda v: None, "No input layer chosen"),
+    "labels": (lambda v: v.add_labels((IMG > 100).astype(np.uint8), name="raw"), "labels layer"),
+    "rgb": (lambda v: v.add_image(np.stack([IMG] * 3, -1).astype(np.uint8), name="raw"), "RGB"),
+    "nan": (lambda v: v.add_image(np.where(IMG > 150, np.nan, IMG).astype(np.float32), name="raw"), "NaN"),
+}
+
+
+@pytest.mark.parametrize("case", list(GENERATE_CASES))
+def test_generate_bad_input_is_a_notification(case, viewer, gen_widget, notes, pix2pix_models):
+    make, expected = GENERATE_CASES[case]
+    make(viewer)
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    if len(viewer.layers):
+        gen_widget.input_layer.value = viewer.layers["raw"]
+    before = snapshot(viewer)
+    gen_widget.run_button.native.click()
+    assert not gen_widget.running
+    errors = notes.errors()
+    assert len(errors) == 1 and expected in errors[0], errors
+    assert_unchanged(viewer, before)
+
+
+def test_generate_image_too_small(qtbot, viewer, gen_widget, notes, pix2pix_models):
+    viewer.add_image(IMG[:3, :3], name="raw")
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    gen_widget.input_layer.value = viewer.layers["raw"]
+    gen_widget.run_button.native.click()
+    wait_idle(qtbot, gen_widget)
+    assert "too small" in notes.errors()[0]
+    assert len(viewer.layers) == 1
+
+
+def test_generate_constant_image_warns_but_works(qtbot, viewer, gen_widget, notes, pix2pix_models):
+    viewer.add_image(np.full((40, 40), 5.0, np.float32), name="raw")
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    gen_widget.input_layer.value = viewer.layers["raw"]
+    gen_widget.run_button.native.click()
+    wait_idle(qtbot, gen_widget)
+    assert any("constant" in m for m in notes.warnings())
+    assert viewer.layers[-1].name == "raw denoised"
+
+
+def test_generate_save_path_must_be_tiff(viewer, gen_widget, notes, pix2pix_models, tmp_path):
+    viewer.add_image(IMG, name="raw")
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    gen_widget.input_layer.value = viewer.layers["raw"]
+    gen_widget.save.value = True
+    gen_widget.save_path.value = tmp_path / "out.png"
+    gen_widget.run_button.native.click()
+    assert "not a TIFF name" in notes.errors()[0]
+
+
+def test_generate_out_of_memory(qtbot, monkeypatch, viewer, gen_widget, notes, pix2pix_models):
+    import torch
+
+    from napari_gan.core.inference import Predictor
+
+    def oom(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    monkeypatch.setattr(Predictor, "predict", oom)
+    viewer.add_image(IMG, name="raw")
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    gen_widget.input_layer.value = viewer.layers["raw"]
+    before = snapshot(viewer)
+    gen_widget.run_button.native.click()
+    wait_idle(qtbot, gen_widget)
+    errors = notes.errors()
+    assert len(errors) == 1 and "ran out of memory" in errors[0] and "tile size" in errors[0]
+    assert gen_widget.run_button.enabled
+    assert_unchanged(viewer, before)
