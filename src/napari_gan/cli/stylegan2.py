@@ -15,7 +15,7 @@ def add_train_parser(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--images", required=True, type=Path,
                    help="TIFF stack, one large image (random crops are taken) or a folder of TIFFs")
-    p.add_argument("--resolution", required=True, type=int, help="image size to generate: 64, 128, 256 ...")
+    p.add_argument("--resolution", type=int, help="image size to generate: 64, 128, 256 ... (required unless --resume)")
     p.add_argument("--channels", type=int, default=1, help="channels per image")
     add_budget_args(p)
     budget = next(g for g in p._action_groups if g.title.startswith("budget"))
@@ -49,7 +49,11 @@ def add_train_parser(sub) -> None:
 
 
 def _config_from_args(args, device):
+    from ..core.errors import NapariGanError
     from ..core.training.stylegan2 import StyleGAN2Config
+
+    if args.resolution is None:
+        raise NapariGanError("Give the image size to generate with --resolution (e.g. 64, 128 or 256).")
 
     size = args.size if args.size != "auto" else ("small" if device.type == "cpu" else "full")
     return StyleGAN2Config(

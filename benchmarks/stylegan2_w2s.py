@@ -1,0 +1,230 @@
+"""StyleGAN2 on the W2S clean images: quality (patch SWD) over a wall-clock budget, speed,
+and a grid of real beside generated crops. Writes docs/benchmarks_stylegan2.md and
+docs/images/stylegan2_w2s_*.png.
+
+    .venv/bin/python benchmarks/stylegan2_w2s.py --minutes 10
+
+The images are read from their folder (never copied); each is area-downscaled by
+``--downscale`` so that a 64x64 crop shows a good part of a cell, then random crops are
+taken by the trainer as for any user image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.transform import downscale_local_mean
+
+from napari_gan.core.device import describe_device, resolve_device
+from napari_gan.core.io import expand_paths, read_tiff
+from napari_gan.core.metrics import patch_swd
+from napari_gan.core.training.base import Budget
+from napari_gan.core.training.stylegan2 import (CropSampler, ImageSet, StyleGAN2Config, StyleGAN2Trainer,
+                                                image_grid)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path("/work/shared/data/w2s/clean")
+
+
+def load_planes(folder: Path, downscale: int) -> tuple[list[np.ndarray], list[str]]:
+    planes, names = [], []
+    for f in expand_paths(folder):
+        img = np.asarray(read_tiff(f), np.float32)
+        if downscale > 1:
+            img = downscale_local_mean(img, (downscale, downscale)).astype(np.float32)
+        planes.append(img[None])
+        names.append(f.name)
+    return planes, names
+
+
+def diversity(images: np.ndarray) -> float:
+    """Mean absolute difference between pairs of images (model space): ~0 means collapse."""
+    n = len(images)
+    return float(np.mean([np.abs(images[i] - images[j]).mean() for i in range(n) for j in range(i + 1, n)]))
+
+
+def train(args, data: ImageSet, cfg: StyleGAN2Config, device: torch.device) -> dict:
+    trainer = StyleGAN2Trainer(cfg, data, args.run, Budget(minutes=args.minutes), device, args.seed,
+                               log_every=args.log_every, val_every=args.val_every)
+    validate, eval_seconds = trainer.validate, [0.0]
+
+    def timed_validate():
+        t = time.perf_counter()
+        result = validate()
+        eval_seconds[0] += time.perf_counter() - t
+        return result
+
+    trainer.validate = timed_validate
+    history, t0 = [], time.perf_counter()
+    initial, _ = validate()
+    history.append({"minutes": 0.0, "step": 0, "kimg": 0.0, "swd": initial["swd"], "aug_p": 0.0})
+    last = None
+    for event in trainer.run():
+        last = event
+        print(event.summary()[:220], flush=True)
+        if event.kind == "validation":
+            history.append({"minutes": (time.perf_counter() - t0) / 60, "step": event.step,
+                            "kimg": event.losses["kimg"], "swd": event.metrics["swd"],
+                            "aug_p": event.losses["aug_p"], "r1": event.losses["r1"],
+                            "pl": event.losses["pl"], "g": event.losses["g"], "d": event.losses["d"]})
+    wall = time.perf_counter() - t0
+    train_seconds = wall - eval_seconds[0]
+    images = trainer.images_seen
+    fake = trainer.generate_eval()
+    return {"history": history, "wall_s": wall, "eval_s": eval_seconds[0], "steps": trainer.step,
+            "images": images, "img_per_s_total": images / wall, "img_per_s_train": images / train_seconds,
+            "final": last.metrics, "fake": fake, "real": trainer.eval_real,
+            "end": last.message, "best_path": last.paths["best"],
+            "g_params": sum(q.numel() for q in trainer.G.parameters()),
+            "d_params": sum(q.numel() for q in trainer.D.parameters())}
+
+
+def plot_swd(result: dict, floor: float, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = result["history"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot([e["minutes"] for e in h], [e["swd"] for e in h], "o-", label="generated vs real")
+    ax.axhline(floor, color="gray", ls="--", label="real vs other real crops")
+    ax.set_xlabel("wall-clock minutes (2-core CPU)")
+    ax.set_ylabel("patch SWD (lower is better)")
+    ax.set_yscale("log")
+    top = ax.secondary_xaxis("top", functions=(lambda m: m, lambda m: m))
+    top.set_ticks([e["minutes"] for e in h[::max(1, len(h) // 5)]],
+                  labels=[f"{e['kimg']:.1f}" for e in h[::max(1, len(h) // 5)]])
+    top.set_xlabel("kimg")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_samples(real: np.ndarray, fake: np.ndarray, path: Path, n: int = 5) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.3))
+    for ax, images, title in ((axes[0], real, "real crops"), (axes[1], fake, "generated (EMA, fixed seeds)")):
+        grid = image_grid(np.clip(images[: n * n], -1, 1), n)
+        ax.imshow(grid, cmap="gray", vmin=-1, vmax=1)
+        for k in range(1, n):
+            ax.axhline(k * images.shape[-2] - 0.5, color="k", lw=1)
+            ax.axvline(k * images.shape[-1] - 0.5, color="k", lw=1)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_doc(args, cfg: StyleGAN2Config, data: ImageSet, device, result: dict, floor: float,
+              div_real: float, div_fake: float, path: Path) -> None:
+    h = result["history"]
+    rows = "\n".join(f"| {e['minutes']:.1f} | {e['step']} | {e['kimg']:.2f} | {e['swd']:.4f} | {e['aug_p']:.3f} |"
+                     for e in h)
+    best = min(e["swd"] for e in h[1:]) if len(h) > 1 else float("nan")
+    doc = f"""# StyleGAN2 benchmark: W2S clean images, 64x64, CPU
+
+Generated by `benchmarks/stylegan2_w2s.py --minutes {args.minutes:g} --downscale {args.downscale} --batch {cfg.batch} --threads {args.threads}`
+on {platform.processor() or platform.machine()}, {describe_device(device)}, torch {torch.__version__}.
+The machine's 2 cores were shared with other jobs during the run (load average above 4), so
+the speed is a lower bound; under such load one torch thread trains several times faster than
+two (the threads wait on each other), hence `--threads 1`.
+
+**GPU figures pending**: no GPU was available in this session.
+
+## Set-up
+
+- Data: the {len(data.planes)} clean W2S images (512x512, uint8), area-downscaled by {args.downscale}
+  to {data.planes[0].shape[-1]}x{data.planes[0].shape[-2]} so that a {cfg.resolution}x{cfg.resolution}
+  crop shows a good part of a cell; random crops with random flips/90-degree rotations,
+  percentile normalisation as for Pix2Pix.
+- Model: `size="{cfg.size}"` (channel_base {cfg.channel_base}, channel_max {cfg.channel_max},
+  z/w {cfg.z_dim}, {cfg.mapping_layers} mapping layers); G and D have
+  {result['g_params'] / 1e6:.2f} M and {result['d_params'] / 1e6:.2f} M parameters.
+- Training: batch {cfg.batch}, lr {cfg.lr:g}, R1 gamma {cfg.gamma:.4g} every {cfg.r1_interval} steps,
+  path length weight {cfg.pl_weight:g} every {cfg.pl_interval} steps, style mixing {cfg.style_mixing:g},
+  EMA half-life {cfg.ema_kimg:g} kimg (ramp-up {cfg.ema_rampup:g}), ADA target {cfg.ada_target:g}
+  (speed {cfg.ada_kimg:g} kimg), all from `auto_hyperparameters` except the explicit batch.
+- Quality figure: multi-scale patch sliced Wasserstein distance (7x7 patches of a band-pass
+  pyramid, normalised by the real patches' statistics; no downloaded weights) between
+  {cfg.eval_images} fixed real crops and {cfg.eval_images} images of the EMA generator from fixed
+  latents. The floor is the same figure between two disjoint sets of real crops.
+
+## Results
+
+- Wall time: {result['wall_s'] / 60:.1f} min for {result['steps']} steps, {result['images'] / 1000:.1f} kimg
+  (run ended: {result['end']}).
+- Speed on CPU: **{result['img_per_s_train']:.1f} images/s** training
+  ({result['img_per_s_total']:.1f} images/s including {result['eval_s']:.0f} s of periodic SWD evaluation).
+- Patch SWD: {h[0]['swd']:.4f} untrained -> {h[-1]['swd']:.4f} at the end (best {best:.4f});
+  real-vs-real floor {floor:.4f}.
+- Variety (mean absolute difference between pairs of images, model units): generated
+  {div_fake:.3f}, real {div_real:.3f}; a collapsed generator would be near 0.
+
+| minutes | step | kimg | SWD | augmentation p |
+|--:|--:|--:|--:|--:|
+{rows}
+
+![SWD over training](images/stylegan2_w2s_swd.png)
+
+![real and generated crops](images/stylegan2_w2s_samples.png)
+
+Reproduce: `.venv/bin/python benchmarks/stylegan2_w2s.py --minutes {args.minutes:g}`
+(about {args.minutes:g} minutes plus start-up). The same training from the command line:
+`napari-gan train stylegan2 --images FOLDER --resolution 64 --batch {cfg.batch} --minutes {args.minutes:g} --out RUN`
+(on full-size images; the benchmark only adds the downscaling).
+"""
+    path.write_text(doc)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--downscale", type=int, default=4)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", default="small")
+    p.add_argument("--val-every", type=int, default=50)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--run", type=Path, default=Path("/tmp/napari_gan_stylegan2_w2s"))
+    p.add_argument("--docs", type=Path, default=ROOT / "docs")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device("auto")
+    planes, names = load_planes(args.data, args.downscale)
+    cfg = StyleGAN2Config(resolution=args.resolution, size=args.size, batch=args.batch)
+    data = ImageSet.build(planes, cfg.resolution, names)
+    print(f"{len(planes)} images {planes[0].shape}, {describe_device(device)}", flush=True)
+    other_real = CropSampler(data, cfg.resolution, np.random.default_rng(99), mirror=False).sample(cfg.eval_images)
+
+    result = train(args, data, cfg, device)
+    floor = patch_swd(result["real"], other_real)["swd"]
+    div_real, div_fake = diversity(result["real"][:32]), diversity(result["fake"][:32])
+
+    images = args.docs / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    plot_swd(result, floor, images / "stylegan2_w2s_swd.png")
+    plot_samples(result["real"], result["fake"], images / "stylegan2_w2s_samples.png")
+    write_doc(args, cfg, data, device, result, floor, div_real, div_fake, args.docs / "benchmarks_stylegan2.md")
+    summary = {k: v for k, v in result.items() if k not in ("fake", "real")}
+    (args.run / "benchmark.json").write_text(json.dumps({**summary, "floor": floor, "diversity_real": div_real,
+                                                          "diversity_fake": div_fake}, indent=1, default=str))
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()
