@@ -68,7 +68,7 @@ def train(args, data: ImageSet, cfg: StyleGAN2Config, device: torch.device) -> d
     for event in trainer.run():
         last = event
         print(event.summary()[:220], flush=True)
-        if event.kind == "validation":
+        if event.kind in ("validation", "done") and "swd" in event.metrics:
             history.append({"minutes": (time.perf_counter() - t0) / 60, "step": event.step,
                             "kimg": event.losses["kimg"], "swd": event.metrics["swd"],
                             "aug_p": event.losses["aug_p"], "r1": event.losses["r1"],
