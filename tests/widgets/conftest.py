@@ -96,6 +96,14 @@ def pix2pix_models(tmp_path_factory):
         for _ in trainer.run():
             pass
         models[name] = root / name / "model.safetensors"
+    # a two-channel denoiser
+    two = np.stack([clean, clean[::-1]])
+    data = PairedSet.build([two + 5], [two], 1)
+    cfg = Pix2PixConfig(depth=2, width=4, disc_width=4, disc_layers=2, patch=16, batch=1, val_fraction=0.0)
+    trainer = Pix2PixTrainer(cfg, data, root / "two", Budget(steps=1), resolve_device("cpu"))
+    for _ in trainer.run():
+        pass
+    models["two_channels"] = root / "two" / "model.safetensors"
     return models
 
 

@@ -107,3 +107,18 @@ def test_stylegan2_generates_a_stack(qtbot, viewer, gen_widget, stylegan2_model,
     expected = load_generator(stylegan2_model, "cpu").generate(20, seed=3, truncation=0.7)
     np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-3)   # same as the CLI/core
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "generated.tif"), layer.data)
+
+
+def test_pix2pix_with_several_channels(qtbot, viewer, gen_widget, pix2pix_models, notes):
+    data = smooth_image((5, 2, 32, 40))                  # Z, C, Y, X
+    viewer.add_image(data, name="two", scale=(2, 1, 0.5, 0.5))
+    gen_widget.model_path.value = pix2pix_models["two_channels"]
+    assert "2 channel(s)" in gen_widget.model_info.value
+    assert not gen_widget.channel_axis.native.isHidden()
+    gen_widget.input_layer.value = viewer.layers["two"]
+    gen_widget.channel_axis.value = 1
+    gen_widget.run_button.native.click()
+    wait_idle(qtbot, gen_widget)
+    assert not notes.errors()
+    out = viewer.layers["two denoised"]
+    assert out.data.shape == (5, 2, 32, 40) and tuple(out.scale) == (2, 1, 0.5, 0.5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QCoreApplication, QEvent, QTimer
 
 from .conftest import smooth_image, tiny_training, wait_idle
 
@@ -172,3 +172,41 @@ def test_stylegan2_from_a_stack(qtbot, viewer, train_widget, tmp_path, notes):
     from napari_gan.core.checkpoint import load
 
     assert load(tmp_path / "sg2").kind == "stylegan2"
+
+
+def test_closing_the_widget_while_training_stops_and_saves(qtbot, viewer, pair, tmp_path, notes):
+    from napari_gan._widgets import TrainWidget
+
+    widget = TrainWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name="Train")
+    viewer.add_image(pair[0], name="noisy")
+    viewer.add_image(pair[1], name="clean")
+    tiny_training(widget, tmp_path / "run", steps=100_000, preview_every=1000)
+    widget.train_button.native.click()
+    trainer = widget._trainer
+    qtbot.waitUntil(lambda: trainer.step >= 2, timeout=60_000)
+    dock.destroyOnClose()               # what the dock's close button does
+    assert trainer.stopped
+    wait_idle(qtbot, widget)
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "training_state.safetensors").is_file()
+    assert any("stopped" in m and "model.safetensors" in m for m in notes.infos())
+    assert not notes.errors()
+    assert [layer.name for layer in viewer.layers][:2] == ["noisy", "clean"]
+
+
+def test_deleting_the_widget_while_training_stops_the_trainer(qtbot, viewer, pair, tmp_path):
+    from napari_gan._widgets import TrainWidget
+
+    widget = TrainWidget(viewer)
+    viewer.add_image(pair[0], name="noisy")
+    viewer.add_image(pair[1], name="clean")
+    tiny_training(widget, tmp_path / "run", steps=100_000, preview_every=1000)
+    widget.train_button.native.click()
+    trainer = widget._trainer
+    qtbot.waitUntil(lambda: trainer.step >= 2, timeout=60_000)
+    widget.deleteLater()                # e.g. the viewer window is closed
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert trainer.stopped
+    qtbot.waitUntil(lambda: (tmp_path / "run" / "training_state.safetensors").is_file(), timeout=60_000)
+    qtbot.wait(300)

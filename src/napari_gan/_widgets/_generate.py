@@ -19,7 +19,7 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox,
 )
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
     InputError, contrast_limits, device_choices, layer_array, layer_choices, notify_error,
@@ -123,12 +123,14 @@ class GenerateWidget(QWidget):
         layout.addStretch(1)
         self.model_info.native.setWordWrap(True)
         self.status.native.setWordWrap(True)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
         self.model_path.changed.connect(self._detect)
         self.save.changed.connect(lambda v: setattr(self.save_path, "visible", bool(v)))
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.relay.progressed.connect(self._on_progress)
+        self.destroyed.connect(lambda *_args, cancel=self._cancel: cancel.set())   # widget closed: stop work
         events = self.viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self.reset_choices)

@@ -10,6 +10,7 @@ finish after the current step; it then saves the model and the resumable state.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -18,8 +19,8 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox,
 )
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
     InputError, PREVIEW_SUFFIX, contrast_limits, device_choices, layer_array, layer_choices,
@@ -145,6 +146,10 @@ class TrainWidget(QWidget):
         self.progress_bar.setValue(0)
         self.plot = TrainingPlot()
         self._pending_preview = None
+        # If the widget is deleted (dock closed, viewer closed) while training, the trainer
+        # stops after its step and saves: nothing is lost and no thread outlives its window.
+        self._active = {"trainer": None}
+        self.destroyed.connect(functools.partial(_stop_active, self._active))
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self._refresh)
@@ -154,6 +159,7 @@ class TrainWidget(QWidget):
             layout.addWidget(w)
         layout.addStretch(1)
         self.status.native.setWordWrap(True)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
         self.model_kind.changed.connect(self._on_kind_changed)
         self.show_advanced.changed.connect(lambda v: setattr(self.advanced, "visible", bool(v)))
@@ -171,6 +177,15 @@ class TrainWidget(QWidget):
         self.target_layer.native.activated.connect(lambda *_: self._chosen_by_user.add("target"))
         self.reset_choices()
         self._on_kind_changed(self.model_kind.value)
+
+    def event(self, event) -> bool:
+        """napari closes a dock widget by taking it out of its dock (parent -> None): a
+        training that runs then is stopped cleanly (model saved, notification)."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and self.running:
+            self.stop()
+            notify_info("The Train widget was closed, so training stops after the current step; "
+                        "a notification will say where the model is saved.")
+        return super().event(event)
 
     # ------------------------------------------------------------------ choices
     def _watch_name(self, event) -> None:
@@ -246,6 +261,7 @@ class TrainWidget(QWidget):
             notify_error(user_message(exc, "Cannot start training"))
             return False
         self._plan, self._trainer = plan, plan.trainer
+        self._active["trainer"] = plan.trainer
         self.last_event = None
         self.plot.reset()
         self.progress_bar.setValue(0)
@@ -466,6 +482,7 @@ class TrainWidget(QWidget):
         self._pbar = pbar
         self._close_progress()
         self._trainer, self._worker = None, None
+        self._active["trainer"] = None
         self._set_running(False)
         event = self.last_event
         if isinstance(result, Failure):
@@ -482,6 +499,12 @@ class TrainWidget(QWidget):
         self.status.value = f"{self.status.value}\nTraining {how} at step {event.step}. Model: {best}"
         notify_info(f"Training {how} at step {event.step}; the model is saved in '{best}' "
                     f"(resume with the Resume button, folder '{Path(best).parent}').")
+
+
+def _stop_active(active: dict, *_args) -> None:
+    trainer = active.get("trainer")
+    if trainer is not None:
+        trainer.request_stop()
 
 
 def _train_job(trainer):
