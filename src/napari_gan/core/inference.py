@@ -77,6 +77,11 @@ class Predictor:
         self.tile = 512 if device.type != "cpu" else 256
         self.overlap = 48
         self.batch = 4 if device.type != "cpu" else 1
+        # On a GPU, normalisation and blending run on the device, band by band, so the host
+        # only slices tiles and receives finished rows (keeps the GPU busy on big images).
+        self.blend_on_device = device.type != "cpu"
+        if device.type == "cuda":
+            self.G.to(memory_format=torch.channels_last)
 
     @property
     def device_name(self) -> str:
@@ -106,6 +111,8 @@ class Predictor:
             raise NapariGanError(f"The output array must be float32 of shape {shape}, not {out.dtype} {out.shape}.")
         while True:
             try:
+                if self.blend_on_device:
+                    return self._predict_plane_on_device(plane, tile, overlap, cancel, on_tile, out)
                 return self._predict_plane(plane, tile, overlap, cancel, on_tile, out)
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 if not is_out_of_memory(exc):
@@ -179,6 +186,90 @@ class Predictor:
                 rows /= wt
                 rows *= span[ch]
                 rows += low[ch]
+        return out
+
+    def _geometry(self, plane, tile, overlap):
+        c, h, w = plane.shape
+        m, mult = overlap, self.multiple
+        tile = max(mult, tile // mult * mult)
+        th, tw = min(tile, _round_up(h + 2 * m, mult)), min(tile, _round_up(w + 2 * m, mult))
+        return h, w, th, tw, tile_starts(h + 2 * m, th, overlap), tile_starts(w + 2 * m, tw, overlap)
+
+    def _predict_plane_on_device(self, plane, tile, overlap, cancel, on_tile, out) -> np.ndarray:
+        """Same result as :meth:`_predict_plane`, with normalisation, blending and
+        denormalisation on ``self.device``. Tiles are processed one tile row at a time
+        into a device accumulator one tile high; rows no later tile touches are finished
+        (divided by the summed weight, denormalised) and copied to ``out``."""
+        h, w, th, tw, ys, xs = self._geometry(plane, tile, overlap)
+        s, m, dev = self.scale, overlap, self.device
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
+        low_in = t(self.input_norm.low).view(1, -1, 1, 1)
+        span_in = t(np.subtract(self.input_norm.high, self.input_norm.low)).view(1, -1, 1, 1)
+        low_out = t(self.target_norm.low).view(-1, 1, 1)
+        span_out = t(np.subtract(self.target_norm.high, self.target_norm.low)).view(-1, 1, 1)
+        ramps: dict = {}
+
+        def ramp(n, a, b):
+            if (n, a, b) not in ramps:
+                ramps[n, a, b] = t(_ramp(n, overlap * s, a, b))
+            return ramps[n, a, b]
+
+        weight_x = torch.zeros(w * s, device=dev)
+        for x in xs:
+            x -= m
+            x0, x1 = max(x, 0), min(x + tw, w)
+            if x1 > x0:
+                weight_x[x0 * s:x1 * s] += ramp(tw * s, x == -m, x + tw >= w + m)[(x0 - x) * s:(x1 - x) * s]
+        weight_y = torch.zeros(h * s, device=dev)
+        for y in ys:
+            y -= m
+            y0, y1 = max(y, 0), min(y + th, h)
+            if y1 > y0:
+                weight_y[y0 * s:y1 * s] += ramp(th * s, y == -m, y + th >= h + m)[(y0 - y) * s:(y1 - y) * s]
+        acc = torch.zeros((self.out_channels, th * s, w * s), device=dev)
+        top = 0            # output row held in acc[:, 0]
+
+        def finish(until: int) -> None:   # output rows [top, until) are complete
+            nonlocal acc, top
+            n = until - top
+            if n <= 0:
+                return
+            rows = acc[:, :n] / (weight_y[top:until, None] * weight_x[None, :]) * span_out + low_out
+            out[:, top:until] = rows.cpu().numpy()
+            acc = torch.cat([acc[:, n:], torch.zeros_like(acc[:, :n])], dim=1)
+            top = until
+
+        done, total = 0, len(ys) * len(xs)
+        for yc in ys:
+            y = yc - m
+            y0, y1 = max(y, 0), min(y + th, h)
+            finish(y0 * s)
+            if y1 <= y0:
+                done += len(xs)
+                continue
+            wy = ramp(th * s, y == -m, y + th >= h + m)[(y0 - y) * s:(y1 - y) * s]
+            row = [xc - m for xc in xs]
+            for first in range(0, len(row), self.batch):
+                if cancel is not None and cancel():
+                    raise InterruptedError("prediction cancelled")
+                chunk = row[first:first + self.batch]
+                raw = t(np.stack([read_padded(plane, y, x, th, tw) for x in chunk]))
+                x_in = (raw - low_in) / span_in
+                if dev.type == "cuda":
+                    x_in = x_in.contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode(), autocast(dev):
+                    preds = self.G(x_in).float()
+                for x, pred in zip(chunk, preds):
+                    x0, x1 = max(x, 0), min(x + tw, w)
+                    if x1 <= x0:
+                        continue
+                    wx = ramp(tw * s, x == -m, x + tw >= w + m)[(x0 - x) * s:(x1 - x) * s]
+                    acc[:, (y0 * s - top):(y1 * s - top), x0 * s:x1 * s] += \
+                        pred[:, (y0 - y) * s:(y1 - y) * s, (x0 - x) * s:(x1 - x) * s] * (wy[:, None] * wx[None, :])
+                done += len(chunk)
+                if on_tile is not None:
+                    on_tile(done, total)
+        finish(h * s)
         return out
 
     # ------------------------------------------------------------------ images
