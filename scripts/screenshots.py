@@ -87,11 +87,7 @@ def pix2pix(viewer, work: Path, steps: int) -> None:
                and "noisy preview" in viewer.layers)
     viewer.layers["clean"].visible = False
     viewer.layers.selection.active = viewer.layers["noisy preview"]
-    viewer.reset_view()                  # then the bottom-left part, where the preview lies
-    height, width = viewer.layers["noisy"].data.shape
-    zoom = 1.6
-    viewer.camera.zoom *= zoom
-    viewer.camera.center = (height - height / (2 * zoom), width / (2 * zoom))
+    viewer.reset_view()                  # the preview lies on the held-out bottom rows
     activity_dock(viewer, True)
     shot(viewer, "widget_train.png")
     activity_dock(viewer, False)
@@ -144,10 +140,16 @@ def stylegan2(viewer, work: Path, steps: int) -> None:
     gen.device.value = "cpu"
     gen.run_button.native.click()
     wait(gen)
-    for name in ("nuclei samples preview", "nuclei"):   # show the generated stack alone
-        viewer.layers.remove(viewer.layers[name])
+    # show the generated stack alone, its first image filling the canvas (the other layers
+    # are only hidden: removing layers before a screenshot crashes Mesa's software GL here)
+    for name in ("nuclei samples preview", "nuclei"):
+        viewer.layers[name].visible = False
+    viewer.dims.set_point(0, 0)
+    size = gen.last_layer.data.shape[-1]
     viewer.reset_view()
-    viewer.reset_view()
+    settle()                             # reset_view completes asynchronously
+    viewer.scene.camera.center = ((size - 1) / 2, (size - 1) / 2)
+    viewer.scene.camera.zoom *= viewer.layers["nuclei samples preview"].data.shape[-1] / size
     shot(viewer, "widget_generate_stylegan2.png")
 
 

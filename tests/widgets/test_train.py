@@ -27,6 +27,12 @@ def test_layers_are_guessed_from_names(viewer, train_widget, pair):
     viewer.add_image(noisy, name="noisy")
     assert train_widget.input_layer.value.name == "noisy"
     assert train_widget.target_layer.value.name == "clean"
+    # a choice made by the user is kept when layers come and go
+    mine = viewer.add_image(noisy, name="my input")
+    train_widget.input_layer.value = mine
+    viewer.add_image(noisy, name="noisy 2")
+    assert train_widget.input_layer.value is mine
+    assert train_widget.target_layer.value.name == "clean"
 
 
 def test_training_runs_to_the_end_and_yields_model_and_preview(qtbot, viewer, train_widget, pair, tmp_path, notes):
@@ -136,6 +142,15 @@ def test_viewer_stays_responsive_while_training(qtbot, viewer, train_widget, pai
         timer.stop()
     gaps = np.diff(ticks)
     assert len(ticks) > 10 and gaps.max() < 2.0   # the GUI thread never blocked for long
+
+
+def test_run_folder_default_follows_the_kind_but_a_chosen_folder_is_kept(train_widget, tmp_path):
+    assert "pix2pix-denoise-" in str(train_widget.out_dir.value)
+    train_widget.model_kind.value = "stylegan2"
+    assert "stylegan2-" in str(train_widget.out_dir.value)
+    train_widget.out_dir.value = str(tmp_path / "mine")
+    train_widget.model_kind.value = "pix2pix-sr2"
+    assert str(train_widget.out_dir.value) == str(tmp_path / "mine")
 
 
 def test_device_choice_shows_the_device(train_widget):

@@ -109,7 +109,8 @@ class TrainWidget(QWidget):
                                 tooltip="Images per step; 0 = automatic (4096 / resolution, at most 32)")
         self.sg_batch.native.setSpecialValueText("auto")
         self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
-        self.out_dir = FileEdit(label="Save to", mode="d", value=default_run_folder(),
+        self._auto_out = default_run_folder()
+        self.out_dir = FileEdit(label="Save to", mode="d", value=self._auto_out,
                                 tooltip="Run folder: model.safetensors (best), last.safetensors, training state")
         self.show_advanced = CheckBox(text="Show advanced settings", value=False)
         # advanced
@@ -172,9 +173,11 @@ class TrainWidget(QWidget):
         events.inserted.connect(self._watch_name)
         for layer in self.viewer.layers:
             layer.events.name.connect(self.reset_choices)
+        # layers chosen by the user (in the GUI or by code) are never replaced by name guesses
         self._chosen_by_user: set[str] = set()
-        self.input_layer.native.activated.connect(lambda *_: self._chosen_by_user.add("input"))
-        self.target_layer.native.activated.connect(lambda *_: self._chosen_by_user.add("target"))
+        self._guessing = False
+        self.input_layer.changed.connect(lambda *_: self._mark_chosen("input"))
+        self.target_layer.changed.connect(lambda *_: self._mark_chosen("target"))
         self.reset_choices()
         self._on_kind_changed(self.model_kind.value)
 
@@ -191,9 +194,17 @@ class TrainWidget(QWidget):
     def _watch_name(self, event) -> None:
         event.value.events.name.connect(self.reset_choices)
 
+    def _mark_chosen(self, which: str) -> None:
+        if not self._guessing:
+            self._chosen_by_user.add(which)
+
     def reset_choices(self, *_args) -> None:
-        self.form.reset_choices()
-        self._guess_layers()
+        self._guessing = True
+        try:
+            self.form.reset_choices()
+            self._guess_layers()
+        finally:
+            self._guessing = False
 
     def _guess_layers(self) -> None:
         """Pick sensible defaults from layer names (e.g. 'noisy' -> input, 'clean' -> target)."""
@@ -235,8 +246,9 @@ class TrainWidget(QWidget):
             w.visible = pix2pix
         for w in (self.resolution, self.sg_batch, self.sg_size, self.augment):
             w.visible = not pix2pix
-        if not self.running:
-            self.out_dir.value = default_run_folder(kind)
+        if not self.running and str(self.out_dir.value) == str(self._auto_out):
+            self._auto_out = default_run_folder(kind)      # the user's own folder is kept
+            self.out_dir.value = self._auto_out
 
     # ------------------------------------------------------------------ state
     @property
