@@ -64,21 +64,25 @@ TRAIN_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(TRAIN_CASES))
-def test_train_bad_input_is_a_notification(case, viewer, train_widget, notes):
-    make, expected = TRAIN_CASES[case]
-    make(viewer)
-    if case == "labels":
-        train_widget.input_layer.value = viewer.layers["input"]
-        train_widget.target_layer.value = viewer.layers["target"]
-    before = snapshot(viewer)
-    train_widget.train_button.native.click()
-    assert not train_widget.running
-    errors = notes.errors()
-    assert len(errors) == 1 and expected in errors[0], errors
-    assert "Traceback" not in errors[0]
-    assert train_widget.train_button.enabled
-    assert_unchanged(viewer, before)
+def test_train_bad_inputs_are_notifications(viewer, train_widget, notes):
+    """One viewer for every case (each case starts from an empty layer list)."""
+    problems = []
+    for case, (make, expected) in TRAIN_CASES.items():
+        viewer.layers.clear()
+        seen = len(notes.errors())
+        make(viewer)
+        if case == "labels":
+            train_widget.input_layer.value = viewer.layers["input"]
+            train_widget.target_layer.value = viewer.layers["target"]
+        before = snapshot(viewer)
+        train_widget.train_button.native.click()
+        errors = notes.errors()[seen:]
+        if train_widget.running or len(errors) != 1 or expected not in errors[0] or "Traceback" in errors[0]:
+            problems.append(f"{case}: running={train_widget.running}, errors={errors}")
+        if not train_widget.train_button.enabled:
+            problems.append(f"{case}: Train button left disabled")
+        assert_unchanged(viewer, before)
+    assert not problems, "\n".join(problems)
 
 
 def test_train_same_layer_twice(viewer, train_widget, notes):
@@ -138,28 +142,33 @@ def test_generate_without_a_model(viewer, gen_widget, notes):
     assert "No model chosen" in notes.errors()[0]
 
 
-@pytest.mark.parametrize("kind", ["missing", "text", "foreign safetensors", "training state"])
-def test_generate_with_a_missing_or_foreign_model(kind, viewer, gen_widget, notes, tmp_path, pix2pix_models):
+def test_generate_with_a_missing_or_foreign_model(viewer, gen_widget, notes, tmp_path, pix2pix_models):
     import torch
     from safetensors.torch import save_file
 
-    path = tmp_path / "model.safetensors"
-    expected = {"missing": "does not exist", "text": "not a readable napari-gan model file",
-                "foreign safetensors": "not a napari-gan model", "training state": "not a model"}[kind]
-    if kind == "text":
-        path.write_text("hello")
-    elif kind == "foreign safetensors":
-        save_file({"w": torch.zeros(3)}, str(path))
-    elif kind == "training state":
-        path = pix2pix_models["denoise"].parent / "training_state.safetensors"
     viewer.add_image(IMG, name="raw")
     before = snapshot(viewer)
-    gen_widget.model_path.value = path
-    assert gen_widget.model_kind is None or kind == "training state"
-    gen_widget.run_button.native.click()
-    assert not gen_widget.running
-    errors = notes.errors()
-    assert len(errors) == 1 and expected in errors[0], errors
+    cases = {"missing": "does not exist", "text": "not a readable napari-gan model file",
+             "foreign safetensors": "not a napari-gan model", "training state": "not a model"}
+    problems = []
+    for kind, expected in cases.items():
+        path = tmp_path / kind.replace(" ", "_") / "model.safetensors"
+        path.parent.mkdir()
+        if kind == "text":
+            path.write_text("hello")
+        elif kind == "foreign safetensors":
+            save_file({"w": torch.zeros(3)}, str(path))
+        elif kind == "training state":
+            path = pix2pix_models["denoise"].parent / "training_state.safetensors"
+        seen = len(notes.errors())
+        gen_widget.model_path.value = path
+        if kind != "training state" and gen_widget.model_kind is not None:
+            problems.append(f"{kind}: detected as {gen_widget.model_kind}")
+        gen_widget.run_button.native.click()
+        errors = notes.errors()[seen:]
+        if gen_widget.running or len(errors) != 1 or expected not in errors[0]:
+            problems.append(f"{kind}: running={gen_widget.running}, errors={errors}")
+    assert not problems, "\n".join(problems)
     assert_unchanged(viewer, before)
 
 
@@ -171,19 +180,22 @@ GENERATE_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(GENERATE_CASES))
-def test_generate_bad_input_is_a_notification(case, viewer, gen_widget, notes, pix2pix_models):
-    make, expected = GENERATE_CASES[case]
-    make(viewer)
+def test_generate_bad_inputs_are_notifications(viewer, gen_widget, notes, pix2pix_models):
     gen_widget.model_path.value = pix2pix_models["denoise"]
-    if len(viewer.layers):
-        gen_widget.input_layer.value = viewer.layers["raw"]
-    before = snapshot(viewer)
-    gen_widget.run_button.native.click()
-    assert not gen_widget.running
-    errors = notes.errors()
-    assert len(errors) == 1 and expected in errors[0], errors
-    assert_unchanged(viewer, before)
+    problems = []
+    for case, (make, expected) in GENERATE_CASES.items():
+        viewer.layers.clear()
+        seen = len(notes.errors())
+        make(viewer)
+        if len(viewer.layers):
+            gen_widget.input_layer.value = viewer.layers["raw"]
+        before = snapshot(viewer)
+        gen_widget.run_button.native.click()
+        errors = notes.errors()[seen:]
+        if gen_widget.running or len(errors) != 1 or expected not in errors[0]:
+            problems.append(f"{case}: running={gen_widget.running}, errors={errors}")
+        assert_unchanged(viewer, before)
+    assert not problems, "\n".join(problems)
 
 
 def test_generate_image_too_small(qtbot, viewer, gen_widget, notes, pix2pix_models):
