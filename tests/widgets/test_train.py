@@ -210,7 +210,7 @@ def test_closing_the_widget_while_training_stops_and_saves(qtbot, viewer, pair, 
     assert [layer.name for layer in viewer.layers][:2] == ["noisy", "clean"]
 
 
-def test_deleting_the_widget_while_training_stops_the_trainer(qtbot, viewer, pair, tmp_path):
+def test_deleting_the_widget_while_training_stops_the_trainer(qtbot, viewer, pair, tmp_path, notes):
     from napari_gan._widgets import TrainWidget
 
     widget = TrainWidget(viewer)
@@ -225,3 +225,6 @@ def test_deleting_the_widget_while_training_stops_the_trainer(qtbot, viewer, pai
     assert trainer.stopped
     qtbot.waitUntil(lambda: (tmp_path / "run" / "training_state.safetensors").is_file(), timeout=60_000)
     qtbot.wait(300)
+    viewer.add_image(pair[0], name="added later")     # the deleted widget no longer listens
+    viewer.layers.remove(viewer.layers["noisy"])
+    assert not notes.errors()
