@@ -83,6 +83,11 @@ def test_stop_mid_training_then_resume(qtbot, viewer, train_widget, pair, tmp_pa
     assert not train_widget.running
     assert any("already holds a training run" in m for m in notes.errors())
     train_widget.steps.value = stopped_at + 2
+    train_widget.model_kind.value = "pix2pix-sr2"        # resuming needs the run's own kind
+    train_widget.out_dir.value = str(tmp_path / "run")
+    train_widget.resume_button.native.click()
+    assert not train_widget.running and "choose that model kind" in notes.errors()[-1]
+    train_widget.model_kind.value = "pix2pix-denoise"
     train_widget.resume_button.native.click()
     assert train_widget.running
     wait_idle(qtbot, train_widget)
@@ -187,6 +192,11 @@ def test_stylegan2_from_a_stack(qtbot, viewer, train_widget, tmp_path, notes):
     from napari_gan.core.checkpoint import load
 
     assert load(tmp_path / "sg2").kind == "stylegan2"
+    train_widget.steps.value = 3                          # Resume continues the same run
+    train_widget.resume_button.native.click()
+    wait_idle(qtbot, train_widget)
+    assert not notes.errors()
+    assert train_widget.last_event.kind == "done" and train_widget.last_event.step == 3
 
 
 def test_closing_the_widget_while_training_stops_and_saves(qtbot, viewer, pair, tmp_path, notes):
