@@ -23,7 +23,8 @@ from napari_gan.core.training.stylegan2 import (AdaptiveAugment, ImageSet, Style
                                                 StyleGAN2Trainer, augment, auto_hyperparameters,
                                                 ema_beta, ema_update, image_set_from_files)
 
-TINY = dict(resolution=16, channel_base=128, channel_max=16, z_dim=16, w_dim=16, batch=4, eval_images=8)
+TINY = dict(resolution=16, channel_base=128, channel_max=16, z_dim=16, w_dim=16, batch=4, eval_images=8,
+            pl_weight=2.0, style_mixing=0.9)  # the regularisers "small" leaves out, still tested
 TINY_ARGS = ["--resolution", "16", "--channel-base", "128", "--channel-max", "16", "--z-dim", "16",
              "--batch", "4", "--eval-images", "8", "--quiet"]
 CPU = torch.device("cpu")
@@ -105,10 +106,15 @@ def test_network_shapes_and_determinism(resolution, channels):
 
 
 def test_auto_hyperparameters_and_overrides():
-    cfg = StyleGAN2Config(resolution=128)
+    cfg = StyleGAN2Config(resolution=128, size="full")
     assert (cfg.batch, cfg.mbstd_group, cfg.lr) == (32, 4, 0.0025)
     assert cfg.gamma == pytest.approx(0.0002 * 128 ** 2 / 32)
     assert cfg.ema_kimg == pytest.approx(10.0)
+    assert (cfg.pl_weight, cfg.style_mixing) == (2.0, 0.9)
+    small = StyleGAN2Config(resolution=64)  # the CPU configuration: batch 8, no path length or mixing
+    assert (small.batch, small.pl_weight, small.style_mixing) == (8, 0.0, 0.0)
+    assert small.gamma == pytest.approx(0.0002 * 64 ** 2 / 8)
+    assert StyleGAN2Config(resolution=64, pl_weight=1.0, style_mixing=0.5).pl_weight == 1.0
     cfg = StyleGAN2Config(resolution=64, batch=8, gamma=1.0, size="full")
     assert cfg.gamma == 1.0 and cfg.ema_kimg == pytest.approx(2.5) and cfg.channel_max == 512
     assert auto_hyperparameters(512, size="full")["channel_base"] == 32768

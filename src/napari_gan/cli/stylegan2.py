@@ -24,7 +24,7 @@ def add_train_parser(sub) -> None:
     g = p.add_argument_group("model (unset values are derived from resolution and batch)")
     g.add_argument("--size", default="auto", choices=("auto", "small", "medium", "full"),
                    help="network width; auto: small on CPU, full on a GPU")
-    g.add_argument("--batch", type=int, help="images per step (auto: 4096/resolution, at most 32)")
+    g.add_argument("--batch", type=int, help="images per step (auto: 4096/resolution, at most 32; 8 for small)")
     g.add_argument("--channel-base", type=int, help="feature maps = channel_base / resolution ...")
     g.add_argument("--channel-max", type=int, help="... capped at channel_max")
     g.add_argument("--z-dim", type=int, help="latent (noise vector) length; also the w length")
@@ -33,8 +33,9 @@ def add_train_parser(sub) -> None:
     g.add_argument("--lr", type=float, help="Adam learning rate (auto: 0.0025)")
     g.add_argument("--gamma", type=float, help="R1 weight (auto: 0.0002 * resolution^2 / batch)")
     g.add_argument("--ema-kimg", type=float, help="EMA half-life in kimg (auto: batch * 10/32)")
-    g.add_argument("--pl-weight", type=float, default=2.0, help="path-length regularisation weight (0: off)")
-    g.add_argument("--style-mixing", type=float, default=0.9, help="style-mixing probability")
+    g.add_argument("--pl-weight", type=float,
+                   help="path-length regularisation weight, 0: off (auto: 0 for small, else 2)")
+    g.add_argument("--style-mixing", type=float, help="style-mixing probability (auto: 0 for small, else 0.9)")
     g.add_argument("--augment", choices=("ada", "none"), default="ada",
                    help="ada: adaptive discriminator augmentation; none: fixed probability --aug-p")
     g.add_argument("--aug-p", type=float, default=0.0, help="initial (or, with --augment none, fixed) probability")

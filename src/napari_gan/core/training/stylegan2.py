@@ -44,8 +44,16 @@ from .base import Budget, Trainer
 MIN_CROPS = 8
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024
 AUGMENT_MODES = ("ada", "none")
-# network sizes: channel_base, channel_max, z_dim (= w_dim). "full" is the reference's.
-SIZES = {"small": (2048, 64, 64), "medium": (8192, 256, 256), "full": (16384, 512, 512)}
+# Network sizes and what goes with them. "full" is the reference's (stylegan2-ada-pytorch
+# "auto"); "small" is for CPUs: like the reference's CIFAR configuration it has no path-length
+# regularisation and no style mixing (at 64x64 on a 2-core CPU both cost time and slowed early
+# learning: docs/benchmarks_stylegan2.md), and at most 8 images per step (more updates in a
+# short run). z_dim is also w_dim.
+SIZES = {
+    "small": dict(channel_base=2048, channel_max=64, z_dim=64, max_batch=8, pl_weight=0.0, style_mixing=0.0),
+    "medium": dict(channel_base=8192, channel_max=256, z_dim=256, max_batch=32, pl_weight=2.0, style_mixing=0.9),
+    "full": dict(channel_base=16384, channel_max=512, z_dim=512, max_batch=32, pl_weight=2.0, style_mixing=0.9),
+}
 
 
 # ---------------------------------------------------------------------------- data
@@ -137,14 +145,16 @@ class CropSampler:
 
 # -------------------------------------------------------------------------- config
 def auto_hyperparameters(resolution: int, batch: int | None = None, size: str = "small") -> dict:
-    """Hyper-parameters derived from resolution and batch (stylegan2-ada-pytorch "auto").
+    """Hyper-parameters derived from resolution, batch and size (stylegan2-ada-pytorch "auto").
 
-    batch: 4096 / resolution, at most 32; minibatch-std group: 4; learning rate 0.0025
-    (0.002 from 1024); R1 weight gamma = 0.0002 * resolution^2 / batch; EMA half-life
-    batch * 10/32 kimg; width from ``size`` ("full": the reference's, doubled from 512).
+    batch: 4096 / resolution, at most 32 (8 for "small"); minibatch-std group: 4; learning
+    rate 0.0025 (0.002 from 1024); R1 weight gamma = 0.0002 * resolution^2 / batch; EMA
+    half-life batch * 10/32 kimg; width, path-length weight and style mixing from ``size``
+    (:data:`SIZES`; "full" doubles the reference's channel_base from 512).
     """
-    batch = batch or max(1, min(4096 // resolution, 32))
-    channel_base, channel_max, z_dim = SIZES[size]
+    spec = SIZES[size]
+    batch = batch or max(1, min(4096 // resolution, spec["max_batch"]))
+    channel_base = spec["channel_base"]
     if size == "full" and resolution >= 512:
         channel_base *= 2
     return {
@@ -154,9 +164,11 @@ def auto_hyperparameters(resolution: int, batch: int | None = None, size: str = 
         "gamma": 0.0002 * resolution ** 2 / batch,
         "ema_kimg": batch * 10 / 32,
         "channel_base": channel_base,
-        "channel_max": channel_max,
-        "z_dim": z_dim,
-        "w_dim": z_dim,
+        "channel_max": spec["channel_max"],
+        "z_dim": spec["z_dim"],
+        "w_dim": spec["z_dim"],
+        "pl_weight": spec["pl_weight"],
+        "style_mixing": spec["style_mixing"],
     }
 
 
@@ -182,11 +194,11 @@ class StyleGAN2Config:
     ema_kimg: float | None = None
     ema_rampup: float = 0.05
     r1_interval: int = 16
-    pl_weight: float = 2.0
+    pl_weight: float | None = None
     pl_interval: int = 4
     pl_batch_shrink: int = 2
     pl_decay: float = 0.01
-    style_mixing: float = 0.9
+    style_mixing: float | None = None
     augment: str = "ada"
     aug_p: float = 0.0
     ada_target: float = 0.6
