@@ -66,6 +66,10 @@ def test_cancel_a_long_prediction(qtbot, viewer, gen_widget, pix2pix_models, not
     n_layers = len(viewer.layers)
     gen_widget.run_button.native.click()
     assert gen_widget.running and gen_widget.cancel_button.enabled
+    from napari.utils.progress import progress
+
+    bars = [p for p in progress._all_instances if str(p.desc).startswith("napari-gan: generating")]
+    assert len(bars) == 1 and bars[0].total == 4         # one step per plane, in the activity dock
     gen_widget.cancel_button.native.click()
     wait_idle(qtbot, gen_widget)
     assert len(viewer.layers) == n_layers

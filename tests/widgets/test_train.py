@@ -69,11 +69,18 @@ def test_stop_mid_training_then_resume(qtbot, viewer, train_widget, pair, tmp_pa
     train_widget.train_button.native.click()
     qtbot.waitUntil(lambda: train_widget.last_event is not None and train_widget.last_event.step >= 2,
                     timeout=60_000)
+    from napari.utils.progress import progress
+
+    qtbot.waitUntil(lambda: "ETA" in train_widget.status.value, timeout=30_000)   # refreshed 4x a second
+    assert "images/s" in train_widget.status.value and "step" in train_widget.status.value
+    bars = [p for p in progress._all_instances if str(p.desc).startswith("napari-gan: training")]
+    assert len(bars) == 1                                 # shown in napari's activity dock
     train_widget.stop_button.native.click()
     assert "Stopping" in train_widget.status.value
     wait_idle(qtbot, train_widget)
     event = train_widget.last_event
     assert event.kind == "done" and event.message == "stopped" and event.step < 100_000
+    assert not [p for p in progress._all_instances if str(p.desc).startswith("napari-gan")]
     assert (tmp_path / "run" / "model.safetensors").is_file()
     assert any("stopped" in m and "model.safetensors" in m for m in notes.infos())
     stopped_at = event.step
