@@ -32,7 +32,11 @@ def init(device: torch.device, info: DistributedInfo | None = None) -> Distribut
     if device.type == "cuda":
         torch.cuda.set_device(device)
     timeout = datetime.timedelta(minutes=float(os.environ.get("NAPARI_GAN_DIST_TIMEOUT_MIN", "30")))
-    kwargs = {"device_id": device} if device.type == "cuda" else {}
+    import inspect
+
+    kwargs = {}
+    if device.type == "cuda" and "device_id" in inspect.signature(dist.init_process_group).parameters:
+        kwargs["device_id"] = device     # eager NCCL communicator bound to this GPU
     dist.init_process_group(backend, rank=info.rank, world_size=info.world_size, timeout=timeout, **kwargs)
     return info
 
