@@ -118,7 +118,7 @@ def main() -> None:
         preds_by_method[name] = preds
         print(f"  held-out: PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.3f}, "
               f"HF ratio {scores['hf_ratio']:.2f}, {trainer.step} steps", flush=True)
-    path = save_json(f"pix2pix_w2s{args.tag}.json", results)
+    path = save_json(f"pix2pix_w2s{'_smoke' if args.smoke else ''}{args.tag}.json", results)
     if not args.smoke:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         figure(test_noisy, test_clean, preds_by_method, DOCS_IMAGES / f"pix2pix_w2s_crops{args.tag}.png")

@@ -372,6 +372,10 @@ class StyleGAN2Trainer(Trainer):
         if data.channels != cfg.channels:
             raise NapariGanError(f"The images have {data.channels} channel(s) but the model expects {cfg.channels}.")
         super().__init__(out_dir, budget, device, seed, log_every, val_every, cfg.batch)
+        if self.dist.enabled:  # R1/path length need hand-made gradient all-reduce: not built yet
+            raise NapariGanError(
+                "StyleGAN2 training runs in a single process; multi-GPU training (torchrun) is "
+                "available for Pix2Pix only. Start it without torchrun.")
         self.cfg, self.data = cfg, data
         ImageSet.build(data.planes, cfg.resolution, data.names, data.norm)  # size checks
         self.sampler = CropSampler(data, cfg.resolution, self.rng, cfg.mirror)
