@@ -114,3 +114,14 @@ def test_tile_starts_cover_the_image():
         for s in starts:
             covered[s:s + tile] = True
         assert covered.all() and starts[-1] + min(tile, size) == size
+
+
+def test_progress_counts_tiles_over_all_planes():
+    p = make_predictor()
+    calls = []
+    p.predict(np.stack([smooth_image((100, 100))] * 2), tile=48, overlap=8,
+              progress=lambda done, total: calls.append((done, total)))
+    totals = {t for _, t in calls}
+    assert len(totals) == 1 and calls[-1][0] == calls[-1][1]
+    assert len(calls) > 2  # more than one report per plane
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)

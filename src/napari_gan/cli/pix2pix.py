@@ -124,7 +124,7 @@ def predict(args) -> int:
     for f, out in zip(files, outputs):
         image = read_tiff(f, memmap=True)
         result = predictor.predict(image, args.channel_axis, args.tile, args.overlap, name=f.name,
-                                   progress=lambda i, n: print(f"  {f.name}: plane {i}/{n}", end="\r",
+                                   progress=lambda i, n: print(f"  {f.name}: {100 * i // n:3d}%", end="\r",
                                                                file=sys.stderr, flush=True))
         write_tiff(out, result)
         print(f"{f.name}: {image.shape} {image.dtype} -> {out} {result.shape} float32", flush=True)

@@ -278,7 +278,8 @@ class Predictor:
                 progress: Callable[[int, int], None] | None = None, name: str = "image") -> np.ndarray:
         """Predict a 2D image or a Z/T stack (plane by plane), keeping its layout.
 
-        ``progress(done, total)`` counts planes; returns float32 in the target's units.
+        ``progress(done, total)`` counts tiles over all planes (so a single large image
+        reports progress too); returns float32 in the target's units.
         Host memory beyond the (possibly memory-mapped) input is the output array plus
         tile-sized buffers.
         """
@@ -289,9 +290,11 @@ class Predictor:
                            np.float32)
         for i, plane in enumerate(planes):
             check_finite(plane, f"{name} (plane {i + 1})")
-            self.predict_plane(plane, tile, overlap, cancel, out=outputs[i])
+            on_tile = None
             if progress is not None:
-                progress(i + 1, len(planes))
+                def on_tile(done, total, i=i):
+                    progress(i * total + done, len(planes) * total)
+            self.predict_plane(plane, tile, overlap, cancel, on_tile, out=outputs[i])
         ndim = np.ndim(image)
         if self.out_channels == 1:
             return from_planes(outputs, lead, 1)
