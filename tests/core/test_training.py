@@ -130,3 +130,12 @@ def test_super_resolution_trains(tiny_cfg, tmp_path):
     trainer = Pix2PixTrainer(tiny_cfg(task="sr", scale=2, patch=16), data, tmp_path, Budget(steps=3), CPU)
     done = list(trainer.run())[-1]
     assert done.preview.shape[0] == 2 * trainer.val_crops[0][0].shape[-2]
+
+
+def test_preview_origin_is_where_the_validation_crop_sits(toy_pair, tiny_cfg, tmp_path):
+    trainer = make_trainer(toy_pair, tiny_cfg(val_fraction=0.25), tmp_path, 1)
+    assert trainer.preview_origin == (48, 0) and trainer.val_prefix == "val"
+    noisy, clean = toy_pair
+    x, y = trainer.val_crops[0]
+    np.testing.assert_allclose(trainer.data.target_norm.denormalize(y)[0], clean[48:48 + y.shape[-2], :y.shape[-1]],
+                               rtol=1e-5, atol=1e-3)

@@ -352,7 +352,7 @@ class TrainWidget(QWidget):
                                 val_fraction=float(self.val_fraction.value))
         names = [f"'{inp_layer.name}'" + (f" plane {i + 1}" if len(x) > 1 else "") for i in range(len(x))]
         data = PairedSet.build(list(x), list(y), cfg.scale, names, *norms, min_size=MIN_TRAIN_SIZE)
-        val_data, origin_layer, row_offset = None, inp_layer, 0
+        val_data, origin_layer = None, inp_layer
         vin, vtg = self.val_input_layer.value, self.val_target_layer.value
         if (vin is None) != (vtg is None):
             raise InputError("Choose both a validation input and a validation target, or neither.")
@@ -368,11 +368,9 @@ class TrainWidget(QWidget):
             trainer.resume_from(out)
             self._check_not_finished(trainer, budget, out)
         if trainer.val_data is None:
-            notify_warning("The images are too small to hold out a validation region, so there will be no "
-                           "preview or validation metrics; choose validation layers or larger images.")
-        elif vin is None:
-            h = x.shape[-2]
-            row_offset = h - int(round(h * cfg.val_fraction))
+            notify_warning("The images are too small to hold out a validation region, so the metrics and "
+                           "the preview come from training crops; choose validation layers or larger images.")
+        row_offset = trainer.preview_origin[0]
         scale_, translate = upscaled_placement(origin_layer, cfg.scale, ndim=2)
         translate[0] += row_offset * np.asarray(origin_layer.scale, float)[-2]
         what = "denoising" if task == "denoise" else f"super-resolution x{scale}"
@@ -383,7 +381,7 @@ class TrainWidget(QWidget):
             preview_name=f"{inp_layer.name}{PREVIEW_SUFFIX}", preview_scale=scale_,
             preview_translate=translate,
             preview_contrast=tuple(tgt_layer.contrast_limits) if tgt_layer is not None else None,
-            metric_names=["val_psnr", "val_ssim"], loss_names=["l1", "d", "g_adv"])
+            metric_names=[f"{trainer.val_prefix}_psnr", f"{trainer.val_prefix}_ssim"], loss_names=["l1", "d", "g_adv"])
 
     def _plan_stylegan2(self, resume: bool) -> TrainingPlan:
         from ..core.training.stylegan2 import (

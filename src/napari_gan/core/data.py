@@ -178,6 +178,7 @@ class PairedSet:
     input_norm: Normalizer
     target_norm: Normalizer
     names: list[str] = field(default_factory=list)
+    row_offsets: list[int] = field(default_factory=list)  # first row of each plane in its image
 
     @classmethod
     def build(cls, inputs: list[np.ndarray], targets: list[np.ndarray], scale: int = 1,
@@ -211,6 +212,10 @@ class PairedSet:
     def channels(self) -> tuple[int, int]:
         return self.inputs[0].shape[0], self.targets[0].shape[0]
 
+    def row_offset(self, index: int) -> int:
+        """Row of the original image where plane ``index`` starts (0 unless split off)."""
+        return self.row_offsets[index] if self.row_offsets else 0
+
     def split_by_region(self, val_fraction: float, patch: int) -> tuple["PairedSet", "PairedSet | None"]:
         """Hold out the bottom ``val_fraction`` of each image's rows for validation.
 
@@ -219,7 +224,7 @@ class PairedSet:
         """
         if val_fraction <= 0:
             return self, None
-        tr_in, tr_tg, va_in, va_tg, va_names = [], [], [], [], []
+        tr_in, tr_tg, va_in, va_tg, va_names, va_rows = [], [], [], [], [], []
         s = self.scale
         for inp, tgt, name in zip(self.inputs, self.targets, self.names):
             h = inp.shape[-2]
@@ -234,10 +239,11 @@ class PairedSet:
             va_in.append(inp[:, cut:])
             va_tg.append(tgt[:, cut * s:])
             va_names.append(name)
+            va_rows.append(cut)
         train = PairedSet(tr_in, tr_tg, s, self.input_norm, self.target_norm, self.names)
         if not va_in:
             return train, None
-        return train, PairedSet(va_in, va_tg, s, self.input_norm, self.target_norm, va_names)
+        return train, PairedSet(va_in, va_tg, s, self.input_norm, self.target_norm, va_names, va_rows)
 
 
 # ------------------------------------------------------------------- sampling & aug

@@ -121,7 +121,11 @@ class Pix2PixTrainer(Trainer):
         self.sampler = PairedPatchSampler(data, cfg.patch, self.rng)
         # Without a held-out region (tiny images) metrics and preview come from training crops.
         self.val_prefix = "val" if val_data is not None else "train"
-        self.val_crops = validation_crops(val_data if val_data is not None else data, val_crop)
+        source = val_data if val_data is not None else data
+        self.val_crops = validation_crops(source, val_crop)
+        # The preview is the prediction of the first crop: plane 0 of ``source`` from this
+        # (row, column) of its image, in input pixels; the widget places its layer there.
+        self.preview_origin = (source.row_offset(0), 0)
         configure_backends(device)
         self.G = build_generator(cfg).to(device)
         self.D = build_discriminator(cfg).to(device)
