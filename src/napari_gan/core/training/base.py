@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -28,6 +28,16 @@ from ..errors import NapariGanError
 from ..events import TrainEvent
 
 MAX_ROLLBACKS = 3
+
+
+class StoredConfig:
+    """Mixin for the dataclass configurations saved in model files: ``from_dict`` reads one
+    back, ignoring keys that a newer or older version added."""
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -252,7 +262,8 @@ class Trainer:
             self.save_model(self.paths["last"], final.metrics if final else None)
             if not self.paths["best"].exists():
                 self.save_model(self.paths["best"], final.metrics if final else None)
-            self.save_state()
+            if final is None:  # the final validation has already saved the state
+                self.save_state()
         distributed.barrier()   # the files exist for every process once it is done
         yield event("done", losses=losses, metrics=final.metrics if final else {},
                     preview=final.preview if final else None, message=end_message,

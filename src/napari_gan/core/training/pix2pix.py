@@ -8,7 +8,7 @@ content with L1 alone, then the discriminator sharpens it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,13 @@ from ..metrics import psnr, ssim
 from ..models.patchgan import PatchGANDiscriminator
 from ..models.unet import UNetGenerator
 from . import patches
-from .base import Budget, Trainer
+from .base import Budget, StoredConfig, Trainer
 
 TASKS = ("denoise", "sr")
 
 
 @dataclass
-class Pix2PixConfig:
+class Pix2PixConfig(StoredConfig):
     """Everything that defines a Pix2Pix model and its training (saved in the model file)."""
 
     task: str = "denoise"
@@ -79,10 +79,6 @@ class Pix2PixConfig:
         if self.adv_weight < 0 or self.l1_weight < 0:
             raise NapariGanError("Loss weights cannot be negative.")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "Pix2PixConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def build_generator(cfg: Pix2PixConfig) -> UNetGenerator:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from ..errors import NapariGanError
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from ..metrics import patch_swd
 from ..models.stylegan2 import Discriminator, Generator
-from .base import Budget, Trainer
+from .base import Budget, StoredConfig, Trainer
 
 MIN_CROPS = 8
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024
@@ -173,7 +173,7 @@ def auto_hyperparameters(resolution: int, batch: int | None = None, size: str = 
 
 
 @dataclass
-class StyleGAN2Config:
+class StyleGAN2Config(StoredConfig):
     """A StyleGAN2 model and its training (saved in the model file).
 
     Fields left as ``None`` are filled by :func:`auto_hyperparameters`.
@@ -241,10 +241,6 @@ class StyleGAN2Config:
         if self.eval_images < 2 or self.preview_grid < 1 or self.ada_kimg <= 0:
             raise NapariGanError("eval_images must be at least 2, preview_grid and ada_kimg positive.")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "StyleGAN2Config":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def build_generator(cfg: StyleGAN2Config) -> Generator:
