@@ -2,14 +2,7 @@ import numpy as np
 import pytest
 
 
-def smooth_image(shape, seed=0):
-    """A small structured image (blobs) in [0, 200], so models have something to learn."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    img = ndimage.gaussian_filter(rng.random(shape), 2.5)
-    img = (img - img.min()) / (img.max() - img.min())
-    return (img * 200).astype(np.float32)
+from tests.images import smooth_image  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture

@@ -10,14 +10,7 @@ import pytest
 WAIT_MS = 120_000
 
 
-def smooth_image(shape, seed=0, high=200.0):
-    """A structured image (blobs) in [0, high], something a model can learn."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    img = ndimage.gaussian_filter(rng.random(shape), (0,) * (len(shape) - 2) + (2.5, 2.5))
-    img = (img - img.min()) / (img.max() - img.min())
-    return (img * high).astype(np.float32)
+from tests.images import smooth_image  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture

@@ -214,18 +214,17 @@ class Predictor:
                 ramps[n, a, b] = t(_ramp(n, overlap * s, a, b))
             return ramps[n, a, b]
 
-        weight_x = torch.zeros(w * s, device=dev)
-        for x in xs:
-            x -= m
-            x0, x1 = max(x, 0), min(x + tw, w)
-            if x1 > x0:
-                weight_x[x0 * s:x1 * s] += ramp(tw * s, x == -m, x + tw >= w + m)[(x0 - x) * s:(x1 - x) * s]
-        weight_y = torch.zeros(h * s, device=dev)
-        for y in ys:
-            y -= m
-            y0, y1 = max(y, 0), min(y + th, h)
-            if y1 > y0:
-                weight_y[y0 * s:y1 * s] += ramp(th * s, y == -m, y + th >= h + m)[(y0 - y) * s:(y1 - y) * s]
+        def summed_weight(starts, tile, size):  # 1D sum of the tiles' ramps along one axis
+            total = torch.zeros(size * s, device=dev)
+            for a in starts:
+                a -= m
+                a0, a1 = max(a, 0), min(a + tile, size)
+                if a1 > a0:
+                    total[a0 * s:a1 * s] += ramp(tile * s, a == -m, a + tile >= size + m)[(a0 - a) * s:(a1 - a) * s]
+            return total
+
+        weight_x = summed_weight(xs, tw, w)
+        weight_y = summed_weight(ys, th, h)
         acc = torch.zeros((self.out_channels, th * s, w * s), device=dev)
         top = 0            # output row held in acc[:, 0]
 
