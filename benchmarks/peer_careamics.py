@@ -11,7 +11,8 @@ CAREamics needs torch 2.11 (torchvision <= 0.26), so it runs in its own virtual
 environment (``--careamics-python``, default /work/careamics-venv/bin/python) as a
 subprocess of this script; a Lightning callback stops it at the budget. Each method
 predicts with the model it keeps by default: CAREamics its best checkpoint by validation
-loss, napari-gan its best by validation PSNR.
+loss, napari-gan its best by validation PSNR. CAREamics' early stopping is switched off so
+that it uses the whole budget like the others.
 
     python3 -m venv /work/careamics-venv
     /work/careamics-venv/bin/pip install torch==2.11.0 torchvision==0.26.0 careamics==0.3.5
@@ -70,6 +71,10 @@ def careamics_child(spec: dict) -> None:
     cfg = create_care_config(experiment_name="w2s_care", data_type="array", axes="SYX",
                              patch_size=(spec["patch"], spec["patch"]), batch_size=spec["batch"],
                              num_epochs=100000, num_steps=spec["steps_per_epoch"])
+    # CAREamics stops early by default (validation loss flat for 3 epochs of 200 steps);
+    # the comparison is at equal wall-clock budget, so it trains for the whole budget and
+    # still predicts with its best checkpoint by validation loss.
+    cfg.training_config.early_stopping_params = None
     clock = WallClock(spec["seconds"], spec["steps"])
     careamist = CAREamist(cfg, work_dir=work / "careamics", callbacks=[clock], enable_progress_bar=False)
     t0 = time.perf_counter()

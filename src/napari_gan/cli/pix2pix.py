@@ -33,6 +33,8 @@ def add_train_parser(sub) -> None:
     g.add_argument("--lr", type=float, default=2e-4)
     g.add_argument("--disc-width", type=int, default=32)
     g.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false")
+    g.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="float32 throughout (default: bf16 autocast on CUDA and on CPUs with native bf16)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (faster steps on a GPU after a minute of compiling)")
     p.set_defaults(func=train)
@@ -60,7 +62,7 @@ def train(args) -> int:
             width=args.width, gan_mode=args.gan_mode, adv_weight=args.adv_weight,
             l1_weight=args.l1_weight, adv_warmup=args.adv_warmup, lr=args.lr, lr_d=args.lr,
             disc_width=args.disc_width, spectral_norm=args.spectral_norm, patch=args.patch,
-            batch=args.batch, val_fraction=args.val_fraction)
+            batch=args.batch, val_fraction=args.val_fraction, amp=args.amp)
         _refuse_overwrite(args.out)
     data = paired_set_from_files(args.input, args.target, cfg.scale, args.channels, *norms)
     trainer = Pix2PixTrainer(cfg, data, args.out, budget, device, args.seed,

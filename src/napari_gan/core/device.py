@@ -49,11 +49,31 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there bf16 convolutions
+    run about twice as fast as float32; elsewhere they are emulated and slower."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def uses_bf16(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA GPUs that support it and on CPUs with native bf16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16() and os.environ.get("NAPARI_GAN_CPU_BF16", "1") != "0"
+
+
 def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (no loss scaling needed); a no-op elsewhere."""
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast where it pays off (see :func:`uses_bf16`; no loss scaling needed with
+    bf16); a no-op elsewhere. Weights and optimiser state stay float32."""
+    if enabled and uses_bf16(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def prefers_channels_last(device: torch.device) -> bool:
+    """NHWC is the faster layout for convolutions with cuDNN and with oneDNN on CPU."""
+    return device.type in ("cuda", "cpu")
 
 
 def configure_backends(device: torch.device) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from . import checkpoint
 from .data import Normalizer, check_finite, from_planes, to_planes
-from .device import autocast, describe_device, is_out_of_memory, resolve_device
+from .device import autocast, describe_device, is_out_of_memory, prefers_channels_last, resolve_device
 from .errors import NapariGanError
 
 MIN_TILE = 32
@@ -80,7 +80,8 @@ class Predictor:
         # On a GPU, normalisation and blending run on the device, band by band, so the host
         # only slices tiles and receives finished rows (keeps the GPU busy on big images).
         self.blend_on_device = device.type != "cpu"
-        if device.type == "cuda":
+        self.channels_last = prefers_channels_last(device)
+        if self.channels_last:
             self.G.to(memory_format=torch.channels_last)
 
     @property
@@ -90,6 +91,8 @@ class Predictor:
     # ------------------------------------------------------------------ tiles
     def _run_tiles(self, tiles: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(tiles).to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device):
             return self.G(x).float().cpu().numpy()
 
@@ -254,7 +257,7 @@ class Predictor:
                 chunk = row[first:first + self.batch]
                 raw = t(np.stack([read_padded(plane, y, x, th, tw) for x in chunk]))
                 x_in = (raw - low_in) / span_in
-                if dev.type == "cuda":
+                if self.channels_last:
                     x_in = x_in.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode(), autocast(dev):
                     preds = self.G(x_in).float()

@@ -16,7 +16,7 @@ import torch
 
 from .. import checkpoint, distributed
 from ..data import Normalizer, PairedPatchSampler, PairedSet, validation_crops
-from ..device import autocast, configure_backends
+from ..device import autocast, configure_backends, prefers_channels_last
 from ..errors import NapariGanError
 from ..losses import GAN_MODES, discriminator_loss, generator_loss, gradient_penalty
 from ..metrics import psnr, ssim
@@ -125,8 +125,8 @@ class Pix2PixTrainer(Trainer):
         configure_backends(device)
         self.G = build_generator(cfg).to(device)
         self.D = build_discriminator(cfg).to(device)
-        self.channels_last = device.type == "cuda"
-        if self.channels_last:   # NHWC: the fast layout for bf16 convolutions on tensor cores
+        self.channels_last = prefers_channels_last(device)
+        if self.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
         # G_train/D_train: DDP-wrapped (and optionally compiled) for the training passes;
