@@ -1,5 +1,6 @@
 """CPU path: training images/s and tiled-inference megapixels/s of the default models,
-with 1 and 2 torch threads.
+with 1 and 2 torch threads, in bf16 autocast (the default on CPUs with native bf16:
+AVX512-BF16 or AMX) and in float32, side by side in one run.
 
 Measured (synthetic structured data; speed does not depend on the content):
 
@@ -13,7 +14,7 @@ Measured (synthetic structured data; speed does not depend on the content):
 Model FLOPs are counted with torch's FlopCounterMode, to show which fraction of the CPU's
 arithmetic the step uses.
 
-    python benchmarks/cpu_throughput.py                 # the published run (about 6 min)
+    python benchmarks/cpu_throughput.py                 # the published run (about 10 min)
     python benchmarks/cpu_throughput.py --smoke         # seconds; used by CI
 """
 
@@ -84,54 +85,71 @@ def plot(results: dict, path: Path) -> None:
     names = ["pix2pix", "plain_unet", "stylegan2_64"]
     labels = ["Pix2Pix train\n(img/s, 96², b8)", "plain uNet train\n(img/s, 96², b8)",
               "StyleGAN2 small 64²\ntrain (img/s)", "tiled predict\n(Mpix/s ×10)"]
-    fig, ax = plt.subplots(figsize=(8, 3.6), constrained_layout=True)
-    threads = sorted(results["by_threads"], key=int)
-    width = 0.8 / len(threads)
-    for j, t in enumerate(threads):
-        r = results["by_threads"][t]
+    fig, ax = plt.subplots(figsize=(9, 3.8), constrained_layout=True)
+    runs = list(results["runs"])
+    width = 0.8 / len(runs)
+    for j, key in enumerate(runs):
+        r = results["runs"][key]
         vals = [r[n]["images_per_s"] if n in r else 0 for n in names] + [10 * r["predict"]["mpix_per_s"]]
-        xs = np.arange(len(labels)) + (j - (len(threads) - 1) / 2) * width
-        bars = ax.bar(xs, vals, width, label=f"{t} thread{'s' if int(t) > 1 else ''}")
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        xs = np.arange(len(labels)) + (j - (len(runs) - 1) / 2) * width
+        precision, threads = key.split("/")
+        bars = ax.bar(xs, vals, width, label=f"{precision}, {threads} thread{'s' if int(threads) > 1 else ''}")
+        ax.bar_label(bars, fmt="%.1f", fontsize=6)
     ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
     ax.set_ylabel("throughput")
     ax.set_title(f"CPU path ({results['machine']['cpu']}, {results['machine']['cores']} cores)")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def measure_all(device, args, tile512: bool) -> dict:
+    r = {"pix2pix": measure_pix2pix(device, 1.0, args.smoke, args.seconds)}
+    r["plain_unet"] = measure_pix2pix(device, 0.0, args.smoke, args.seconds)
+    if not args.skip_stylegan2:
+        r["stylegan2_64"] = measure_stylegan2(device, args.smoke, args.seconds)
+    r["predict"] = measure_predict(device, args.smoke)
+    if tile512 and not args.smoke:
+        r["predict_tile512"] = measure_predict(device, args.smoke, tile=512)
+    return r
+
+
+def report(key: str, r: dict) -> None:
+    line = (f"{key}: pix2pix {r['pix2pix']['images_per_s']:.2f} img/s, "
+            f"plain uNet {r['plain_unet']['images_per_s']:.2f} img/s, ")
+    if "stylegan2_64" in r:
+        line += f"stylegan2 {r['stylegan2_64']['images_per_s']:.2f} img/s ({r['stylegan2_64']['s_per_kimg']:.0f} s/kimg), "
+    line += f"predict {r['predict']['mpix_per_s']:.3f} Mpix/s"
+    if "predict_tile512" in r:
+        line += f" (tile 512: {r['predict_tile512']['mpix_per_s']:.3f})"
+    print(line, flush=True)
 
 
 def main() -> None:
     import torch
 
+    from napari_gan.core.device import cpu_has_native_bf16
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--precisions", nargs="+", choices=("bf16", "fp32"), default=["bf16", "fp32"],
+                    help="bf16 is skipped on CPUs without native bf16 (it is not used there)")
     ap.add_argument("--seconds", type=float, default=20.0, help="minimum timed seconds per measurement")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--skip-stylegan2", action="store_true")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     device = torch.device("cpu")
-    results = {"machine": machine(), "load_average_start": os.getloadavg(), "smoke": args.smoke, "by_threads": {}}
-    for t in args.threads:
-        torch.set_num_threads(t)
-        r = results["by_threads"][str(t)] = {}
-        r["pix2pix"] = measure_pix2pix(device, 1.0, args.smoke, args.seconds)
-        print(f"threads {t}: pix2pix     {r['pix2pix']['images_per_s']:7.2f} img/s "
-              f"({r['pix2pix']['gflops']:.1f} GFLOP/s)", flush=True)
-        r["plain_unet"] = measure_pix2pix(device, 0.0, args.smoke, args.seconds)
-        print(f"threads {t}: plain uNet  {r['plain_unet']['images_per_s']:7.2f} img/s "
-              f"({r['plain_unet']['gflops']:.1f} GFLOP/s)", flush=True)
-        if not args.skip_stylegan2:
-            r["stylegan2_64"] = measure_stylegan2(device, args.smoke, args.seconds)
-            print(f"threads {t}: stylegan2   {r['stylegan2_64']['images_per_s']:7.2f} img/s "
-                  f"({r['stylegan2_64']['s_per_kimg']:.0f} s/kimg, {r['stylegan2_64']['gflops']:.1f} GFLOP/s)",
-                  flush=True)
-        r["predict"] = measure_predict(device, args.smoke)
-        print(f"threads {t}: predict     {r['predict']['mpix_per_s']:7.3f} Mpix/s", flush=True)
-        if not args.smoke:
-            r["predict_tile512"] = measure_predict(device, args.smoke, tile=512)
-            print(f"threads {t}: predict/512 {r['predict_tile512']['mpix_per_s']:7.3f} Mpix/s", flush=True)
+    precisions = [p for p in args.precisions if p == "fp32" or cpu_has_native_bf16()]
+    results = {"machine": machine(), "native_bf16": cpu_has_native_bf16(),
+               "load_average_start": os.getloadavg(), "smoke": args.smoke, "runs": {}}
+    for precision in precisions:
+        os.environ["NAPARI_GAN_CPU_BF16"] = "1" if precision == "bf16" else "0"
+        for t in args.threads:
+            torch.set_num_threads(t)
+            key = f"{precision}/{t}"
+            results["runs"][key] = measure_all(device, args, tile512=precision == precisions[0])
+            report(key, results["runs"][key])
     results["load_average_end"] = os.getloadavg()
     path = save_json(f"cpu_throughput{'_smoke' if args.smoke else ''}{args.tag}.json", results)
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)

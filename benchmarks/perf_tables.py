@@ -23,20 +23,22 @@ def machine_line(r: dict) -> str:
 
 def cpu_tables(r: dict) -> str:
     out = [machine_line(r), "",
-           "| threads | Pix2Pix train (img/s, 96², batch 8) | plain uNet train (img/s) | StyleGAN2 small 64² (img/s; s/kimg) | tiled predict 1024², tile 256 (Mpix/s) | tile 512 (Mpix/s) |",
-           "|---|---|---|---|---|---|"]
-    for t, row in sorted(r["by_threads"].items(), key=lambda kv: int(kv[0])):
+           "| precision | threads | Pix2Pix train (img/s, 96², batch 8) | plain uNet train (img/s) | StyleGAN2 small 64² (img/s; s/kimg) | tiled predict 1024², tile 256 (Mpix/s) | tile 512 (Mpix/s) |",
+           "|---|---|---|---|---|---|---|"]
+    for key, row in r["runs"].items():
+        precision, t = key.split("/")
         sg = row.get("stylegan2_64")
         sg_s = f"{sg['images_per_s']:.2f}; {sg['s_per_kimg']:.0f}" if sg else "–"
-        out.append(f"| {t} | {row['pix2pix']['images_per_s']:.2f} | {row['plain_unet']['images_per_s']:.2f} | "
+        out.append(f"| {precision} | {t} | {row['pix2pix']['images_per_s']:.2f} | {row['plain_unet']['images_per_s']:.2f} | "
                    f"{sg_s} | {row['predict']['mpix_per_s']:.3f} | "
                    + (f"{row['predict_tile512']['mpix_per_s']:.3f} |" if "predict_tile512" in row else "– |"))
-    out += ["", "| threads | Pix2Pix GFLOP/step; GFLOP/s | plain uNet GFLOP/step; GFLOP/s | StyleGAN2 GFLOP/step; GFLOP/s | uNet GFLOP per Mpix (untiled); effective GFLOP/s |",
-            "|---|---|---|---|---|"]
-    for t, row in sorted(r["by_threads"].items(), key=lambda kv: int(kv[0])):
+    out += ["", "| precision | threads | Pix2Pix GFLOP/step; GFLOP/s | plain uNet GFLOP/step; GFLOP/s | StyleGAN2 GFLOP/step; GFLOP/s | uNet GFLOP per Mpix (untiled); effective GFLOP/s |",
+            "|---|---|---|---|---|---|"]
+    for key, row in r["runs"].items():
+        precision, t = key.split("/")
         sg = row.get("stylegan2_64")
         p = row["predict"]
-        out.append(f"| {t} | {row['pix2pix']['gflop_per_step']:.1f}; {row['pix2pix']['gflops']:.1f} | "
+        out.append(f"| {precision} | {t} | {row['pix2pix']['gflop_per_step']:.1f}; {row['pix2pix']['gflops']:.1f} | "
                    f"{row['plain_unet']['gflop_per_step']:.1f}; {row['plain_unet']['gflops']:.1f} | "
                    + (f"{sg['gflop_per_step']:.1f}; {sg['gflops']:.1f}" if sg else "–")
                    + f" | {p['gflop_per_pixel_untiled'] * 1e6:.0f}; {p['gflops_effective']:.1f} |")

@@ -109,7 +109,7 @@ def main() -> None:
     preds_by_method = {}
     for name, kw in METHODS.items():
         print(f"\n== {name}", flush=True)
-        run_dir = OUT / f"w2s_{name.split()[0].lower()}{args.tag}"
+        run_dir = OUT / f"w2s_{name.split()[0].lower()}{'_smoke' if args.smoke else ''}{args.tag}"
         trainer, train_s, history = train(kw, train_noisy, train_clean, budget, device, run_dir)
         scores, preds = evaluate(run_dir, test_noisy, test_clean, args.device)
         scores.update(steps=trainer.step, train_seconds=train_s, history=history,

@@ -23,10 +23,10 @@ def _run(script, *args, timeout=240):
 
 
 def test_cpu_throughput_smoke():
-    out = _run("cpu_throughput.py", "--threads", "1")
+    out = _run("cpu_throughput.py", "--threads", "1", "--precisions", "fp32")
     assert "pix2pix" in out and "Mpix/s" in out
     r = json.loads((BENCH / "out" / "cpu_throughput_smoke.json").read_text())
-    row = r["by_threads"]["1"]
+    row = r["runs"]["fp32/1"]
     assert row["pix2pix"]["images_per_s"] > 0 and row["pix2pix"]["gflop_per_step"] > 0
     assert row["stylegan2_64"]["s_per_kimg"] > 0
 

@@ -343,16 +343,3 @@ def test_bad_generate_inputs(capsys, tmp_path, trained_run):
     np.save(bad_latents, np.zeros((2, 5), np.float32))
     _fails(capsys, gen(trained_run, "--latents", str(bad_latents)), "shape (N, 16)")
     _fails(capsys, ["generate", "--model", str(trained_run), "--output", str(tmp_path / "x.png")], "TIFF")
-
-
-def test_stylegan2_refuses_to_run_under_torchrun(monkeypatch, tmp_path):
-    from napari_gan.core.errors import NapariGanError
-    from napari_gan.core.samples import synthetic_nuclei
-    from napari_gan.core.training.base import Budget
-    from napari_gan.core.training.stylegan2 import ImageSet, StyleGAN2Config, StyleGAN2Trainer
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    cfg = StyleGAN2Config(resolution=16, batch=2, channel_base=64, channel_max=8, z_dim=8, w_dim=8)
-    data = ImageSet.build([p[None] for p in synthetic_nuclei(8, 16)], 16)
-    with pytest.raises(NapariGanError, match="single process"):
-        StyleGAN2Trainer(cfg, data, tmp_path, Budget(steps=1), torch.device("cpu"))

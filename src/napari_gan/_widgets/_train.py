@@ -120,6 +120,11 @@ class TrainWidget(QWidget):
                                        tooltip="0 trains a plain uNet with the L1 loss only")
         self.gan_mode = ComboBox(label="GAN loss", choices=["lsgan", "vanilla", "hinge", "wgan-gp"], value="lsgan")
         self.lr = FloatSpinBox(label="Learning rate", value=2e-4, min=1e-6, max=1.0, step=1e-5)
+        self.normalization = ComboBox(
+            label="Input normalisation", value="auto",
+            choices=[("auto", "auto"), ("whole data set", "dataset"), ("each image", "image")],
+            tooltip="each image: for images scaled one by one (e.g. 8-bit exports with automatic "
+                    "contrast); auto measures which one the pairs need")
         self.val_fraction = FloatSpinBox(label="Validation fraction", value=0.1, min=0.0, max=0.5, step=0.05,
                                          tooltip="Bottom fraction of each image held out when no validation layers are chosen")
         self.log_every = SpinBox(label="Plot every", value=10, min=1, max=100_000, tooltip="Plot the losses every N steps")
@@ -129,7 +134,7 @@ class TrainWidget(QWidget):
         self.augment = ComboBox(label="Augmentation", choices=[("adaptive (ADA)", "ada"), ("none", "none")],
                                 value="ada", tooltip="Adaptive discriminator augmentation makes small data sets work")
         self.advanced = Container(widgets=[self.width, self.depth, self.adv_weight, self.gan_mode, self.lr,
-                                           self.val_fraction, self.sg_size, self.augment, self.log_every,
+                                           self.normalization, self.val_fraction, self.sg_size, self.augment, self.log_every,
                                            self.seed], visible=False)
         self.form = Container(widgets=[
             self.model_kind, self.input_layer, self.target_layer, self.val_input_layer,
@@ -242,7 +247,8 @@ class TrainWidget(QWidget):
         pix2pix = kind != STYLEGAN2
         self.input_layer.label = "Input" if pix2pix else "Images"
         for w in (self.target_layer, self.val_input_layer, self.val_target_layer, self.val_fraction,
-                  self.adv_weight, self.gan_mode, self.depth, self.width, self.lr, self.patch, self.batch):
+                  self.adv_weight, self.gan_mode, self.depth, self.width, self.lr, self.patch, self.batch,
+                  self.normalization):
             w.visible = pix2pix
         for w in (self.resolution, self.sg_batch, self.sg_size, self.augment):
             w.visible = not pix2pix
@@ -351,7 +357,8 @@ class TrainWidget(QWidget):
                                 lr=float(self.lr.value), lr_d=float(self.lr.value),
                                 val_fraction=float(self.val_fraction.value))
         names = [f"'{inp_layer.name}'" + (f" plane {i + 1}" if len(x) > 1 else "") for i in range(len(x))]
-        data = PairedSet.build(list(x), list(y), cfg.scale, names, *norms, min_size=MIN_TRAIN_SIZE)
+        data = PairedSet.build(list(x), list(y), cfg.scale, names, *norms, min_size=MIN_TRAIN_SIZE,
+                               normalization=self.normalization.value)
         val_data, origin_layer = None, inp_layer
         vin, vtg = self.val_input_layer.value, self.val_target_layer.value
         if (vin is None) != (vtg is None):

@@ -23,6 +23,10 @@ def add_train_parser(sub) -> None:
     g.add_argument("--val-fraction", type=float, default=0.1, help="rows of each image held out for validation")
     g.add_argument("--patch", type=int, default=96, help="training patch size (input pixels)")
     g.add_argument("--batch", type=int, default=8)
+    g.add_argument("--normalize", choices=("auto", "dataset", "image"), default="auto",
+                   help="input intensity range: one for the whole data set, or each image its own "
+                        "(images scaled one by one, e.g. autoscaled 8-bit exports); auto measures "
+                        "which makes the input-target relation consistent")
     g = p.add_argument_group("model and losses")
     g.add_argument("--depth", type=int, default=3, help="uNet levels")
     g.add_argument("--width", type=int, default=32, help="uNet channels at the first level")
@@ -64,7 +68,8 @@ def train(args) -> int:
             disc_width=args.disc_width, spectral_norm=args.spectral_norm, patch=args.patch,
             batch=args.batch, val_fraction=args.val_fraction, amp=args.amp)
         _refuse_overwrite(args.out)
-    data = paired_set_from_files(args.input, args.target, cfg.scale, args.channels, *norms)
+    data = paired_set_from_files(args.input, args.target, cfg.scale, args.channels, *norms,
+                                 normalization=args.normalize)
     trainer = Pix2PixTrainer(cfg, data, args.out, budget, device, args.seed,
                              log_every=args.log_every, val_every=args.val_every, compile=args.compile)
     if args.resume:
@@ -73,6 +78,7 @@ def train(args) -> int:
         procs = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
         print(f"pix2pix {cfg.task}{' x' + str(cfg.scale) if cfg.scale > 1 else ''}: "
               f"{len(data.inputs)} image(s), device {describe_device(device)}{procs}, "
+              f"inputs normalised {'per image' if data.input_norm.per_image else 'over the data set'}, "
               f"starting at step {trainer.step}", flush=True)
     run_trainer(trainer, args.quiet)
     return 0

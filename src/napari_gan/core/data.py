@@ -17,6 +17,9 @@ from .errors import NapariGanError
 
 DEFAULT_PERCENTILES = (0.5, 99.8)
 _MAX_STAT_PIXELS = 4_000_000
+NORMALIZATIONS = ("auto", "dataset", "image")
+#: Per-image ranges are percentiles of BLOCK x BLOCK means, so single noisy pixels do not set them.
+BLOCK = 4
 
 
 # ----------------------------------------------------------------------------- layout
@@ -94,16 +97,49 @@ def check_finite(plane: np.ndarray, name: str) -> None:
 
 
 # ------------------------------------------------------------------------ normalisation
+def block_means(channel: np.ndarray, block: int = BLOCK, max_blocks: int = _MAX_STAT_PIXELS,
+                row_step: int | None = None) -> np.ndarray:
+    """Means of ``block x block`` tiles of a 2D array, flattened; on huge arrays only every
+    ``row_step``-th row of tiles (bounded cost, and memory-mapped data is read in bands)."""
+    h, w = channel.shape[0] // block, channel.shape[1] // block
+    if h == 0 or w == 0:
+        return np.asarray(channel, np.float64).ravel()
+    step = row_step or max(1, int(np.ceil(h * w / max_blocks)))
+    rows = [np.asarray(channel[r * block:(r + 1) * block, : w * block], np.float64)
+            .reshape(block, w, block).mean(axis=(0, 2)) for r in range(0, h, step)]
+    return np.concatenate(rows)
+
+
 @dataclass
 class Normalizer:
-    """Per-channel percentile normalisation ``(x - low) / (high - low)``, stored with a model."""
+    """Per-channel percentile normalisation ``(x - low) / (high - low)``, stored with a model.
+
+    ``low``/``high`` are fitted on the whole data set. With ``per_image`` every image is
+    instead normalised by its own range (:meth:`for_plane`: the same percentiles, of 4x4 block
+    means), for data whose images were scaled one by one (e.g. 8-bit exports with automatic
+    contrast); the data-set values remain as a fallback for constant images.
+    """
 
     low: list[float]
     high: list[float]
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    per_image: bool = False
+
+    def for_plane(self, plane: np.ndarray) -> "Normalizer":
+        """The normaliser for this whole ``(C, H, W)`` plane: itself, or with ``per_image``
+        one fitted to the plane (use it for every tile or patch of the plane)."""
+        if not self.per_image:
+            return self
+        low, high = list(self.low), list(self.high)
+        for c in range(plane.shape[0]):
+            lo, hi = np.percentile(block_means(plane[c]), self.percentiles)
+            if hi > lo:
+                low[c], high[c] = float(lo), float(hi)
+        return Normalizer(low, high, self.percentiles)
 
     @classmethod
-    def fit(cls, planes: list[np.ndarray], percentiles=DEFAULT_PERCENTILES, name: str = "images"):
+    def fit(cls, planes: list[np.ndarray], percentiles=DEFAULT_PERCENTILES, name: str = "images",
+            per_image: bool = False):
         """Fit on a subsample of all planes (bounded cost for huge images)."""
         channels = planes[0].shape[0]
         samples = [[] for _ in range(channels)]
@@ -125,7 +161,7 @@ class Normalizer:
                 )
             low.append(float(lo))
             high.append(float(hi))
-        return cls(low, high, tuple(float(p) for p in percentiles))
+        return cls(low, high, tuple(float(p) for p in percentiles), per_image)
 
     def _coeffs(self, ndim: int) -> tuple[np.ndarray, np.ndarray]:
         shape = (-1,) + (1,) * (ndim - 1)
@@ -144,11 +180,45 @@ class Normalizer:
         return np.asarray(plane, np.float32) * scale + low
 
     def to_dict(self) -> dict:
-        return {"low": self.low, "high": self.high, "percentiles": list(self.percentiles)}
+        return {"low": self.low, "high": self.high, "percentiles": list(self.percentiles),
+                "per_image": self.per_image}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalizer":
-        return cls(list(d["low"]), list(d["high"]), tuple(d["percentiles"]))
+        return cls(list(d["low"]), list(d["high"]), tuple(d["percentiles"]), bool(d.get("per_image", False)))
+
+
+def per_image_is_better(inputs: list[np.ndarray], targets: list[np.ndarray], scale: int = 1,
+                        percentiles=DEFAULT_PERCENTILES, max_pairs: int = 64) -> bool:
+    """Whether inputs should be normalised image by image.
+
+    For each pair (and channel) the least-squares slope of target on input is measured on
+    block means, once with raw input intensities and once with each input normalised by its
+    own range. If the per-image slopes vary across pairs at most half as much (coefficient of
+    variation), the pairs were scaled one by one and per-image normalisation lets the model
+    predict the target's intensities; otherwise input and target share units across the data
+    set and the data-set range keeps that information.
+    """
+    if len(inputs) < 3:
+        return False
+    picks = np.unique(np.linspace(0, len(inputs) - 1, min(max_pairs, len(inputs))).astype(int))
+    slopes: dict[bool, list[float]] = {False: [], True: []}
+    for i in picks:
+        inp, tgt = inputs[i], targets[i]
+        for c in range(min(inp.shape[0], tgt.shape[0])):
+            h, w = inp.shape[-2] // BLOCK, inp.shape[-1] // BLOCK
+            step = max(1, int(np.ceil(h * w / 250_000)))
+            x = block_means(inp[c], BLOCK, row_step=step)
+            y = block_means(tgt[c], BLOCK * scale, row_step=step)
+            lo, hi = np.percentile(x, percentiles)
+            if x.size != y.size or x.size < 16 or not hi > lo:
+                continue
+            slopes[False].append(np.polyfit(x, y, 1)[0])
+            slopes[True].append(np.polyfit((x - lo) / (hi - lo), y, 1)[0])
+    if len(slopes[False]) < 3:
+        return False
+    cv = {k: float(np.std(v) / (abs(np.mean(v)) + 1e-12)) for k, v in slopes.items()}
+    return cv[True] < 0.5 * cv[False]
 
 
 # ---------------------------------------------------------------------------- pairs
@@ -179,11 +249,20 @@ class PairedSet:
     target_norm: Normalizer
     names: list[str] = field(default_factory=list)
     row_offsets: list[int] = field(default_factory=list)  # first row of each plane in its image
+    plane_input_norms: list[Normalizer] = field(default_factory=list)  # per-image normalisation
 
     @classmethod
     def build(cls, inputs: list[np.ndarray], targets: list[np.ndarray], scale: int = 1,
               names: list[str] | None = None, input_norm: Normalizer | None = None,
-              target_norm: Normalizer | None = None, min_size: int = 8) -> "PairedSet":
+              target_norm: Normalizer | None = None, min_size: int = 8,
+              normalization: str = "auto") -> "PairedSet":
+        """Check the pairs and fit the normalisers (unless given, e.g. to resume).
+
+        ``normalization`` of the inputs: "dataset" (one range for all images), "image" (each
+        image by its own range) or "auto" (:func:`per_image_is_better` decides).
+        """
+        if normalization not in NORMALIZATIONS:
+            raise NapariGanError(f"Unknown normalisation '{normalization}'; choose one of {', '.join(NORMALIZATIONS)}.")
         names = names or [f"pair {i + 1}" for i in range(len(inputs))]
         if not inputs:
             raise NapariGanError("No training images were given.")
@@ -204,9 +283,19 @@ class PairedSet:
                 )
             check_finite(inp, f"{name} (input)")
             check_finite(tgt, f"{name} (target)")
-        input_norm = input_norm or Normalizer.fit(inputs, name="the input images")
+        if input_norm is None:
+            per_image = normalization == "image" or (
+                normalization == "auto" and per_image_is_better(inputs, targets, scale))
+            input_norm = Normalizer.fit(inputs, name="the input images", per_image=per_image)
         target_norm = target_norm or Normalizer.fit(targets, name="the target images")
-        return cls(list(inputs), list(targets), scale, input_norm, target_norm, names)
+        plane_norms = [input_norm.for_plane(p) for p in inputs] if input_norm.per_image else []
+        return cls(list(inputs), list(targets), scale, input_norm, target_norm, names,
+                   plane_input_norms=plane_norms)
+
+    def input_norm_for(self, index: int) -> Normalizer:
+        """The normaliser of input plane ``index`` (its own range with per-image normalisation,
+        measured on the whole image before any validation split)."""
+        return self.plane_input_norms[index] if self.plane_input_norms else self.input_norm
 
     @property
     def channels(self) -> tuple[int, int]:
@@ -225,10 +314,12 @@ class PairedSet:
         if val_fraction <= 0:
             return self, None
         tr_in, tr_tg, va_in, va_tg, va_names, va_rows = [], [], [], [], [], []
+        tr_norms, va_norms = [], []
         s = self.scale
-        for inp, tgt, name in zip(self.inputs, self.targets, self.names):
+        for i, (inp, tgt, name) in enumerate(zip(self.inputs, self.targets, self.names)):
             h = inp.shape[-2]
             val_rows = int(round(h * val_fraction))
+            tr_norms.append(self.input_norm_for(i))
             if val_rows < 8 or h - val_rows < min(patch, h):
                 tr_in.append(inp)
                 tr_tg.append(tgt)
@@ -240,10 +331,14 @@ class PairedSet:
             va_tg.append(tgt[:, cut * s:])
             va_names.append(name)
             va_rows.append(cut)
-        train = PairedSet(tr_in, tr_tg, s, self.input_norm, self.target_norm, self.names)
+            va_norms.append(self.input_norm_for(i))
+        per_image = bool(self.plane_input_norms)
+        train = PairedSet(tr_in, tr_tg, s, self.input_norm, self.target_norm, self.names,
+                          plane_input_norms=tr_norms if per_image else [])
         if not va_in:
             return train, None
-        return train, PairedSet(va_in, va_tg, s, self.input_norm, self.target_norm, va_names, va_rows)
+        return train, PairedSet(va_in, va_tg, s, self.input_norm, self.target_norm, va_names, va_rows,
+                                va_norms if per_image else [])
 
 
 # ------------------------------------------------------------------- sampling & aug
@@ -292,7 +387,7 @@ class PairedPatchSampler:
         xs, ys = [], []
         for i, r, c, k in draws:
             inp, tgt = d.inputs[i], d.targets[i]
-            x = d.input_norm.normalize(inp[:, r:r + p, c:c + p])
+            x = d.input_norm_for(i).normalize(inp[:, r:r + p, c:c + p])
             y = d.target_norm.normalize(tgt[:, r * s:(r + p) * s, c * s:(c + p) * s])
             if k:
                 x, y = dihedral(x, k), dihedral(y, k)
@@ -309,11 +404,11 @@ def validation_crops(data: PairedSet, crop: int, max_crops: int = 8) -> list[tup
     crops = []
     per_plane = max(1, max_crops // len(data.inputs))
     s = data.scale
-    for inp, tgt in zip(data.inputs, data.targets):
+    for i, (inp, tgt) in enumerate(zip(data.inputs, data.targets)):
         h, w = inp.shape[-2:]
         ch, cw = min(crop, h), min(crop, w)
         for c in np.linspace(0, w - cw, per_plane).astype(int):
-            x = data.input_norm.normalize(inp[:, :ch, c:c + cw])
+            x = data.input_norm_for(i).normalize(inp[:, :ch, c:c + cw])
             y = data.target_norm.normalize(tgt[:, : ch * s, c * s:(c + cw) * s])
             crops.append((x, y))
             if len(crops) >= max_crops:
@@ -347,7 +442,8 @@ def blur_downsample(image: np.ndarray, scale: int, sigma: float | None = None) -
 
 def paired_set_from_files(inputs, targets, scale: int = 1, channels: int = 1,
                           input_norm: Normalizer | None = None,
-                          target_norm: Normalizer | None = None) -> PairedSet:
+                          target_norm: Normalizer | None = None,
+                          normalization: str = "auto") -> PairedSet:
     """Read TIFF pairs (two files, or two folders matched by name), memory-mapped where
     possible, and build a :class:`PairedSet` (stacks contribute one pair per plane)."""
     from .io import match_pairs, read_tiff
@@ -364,4 +460,4 @@ def paired_set_from_files(inputs, targets, scale: int = 1, channels: int = 1,
             ins.append(x[i])
             tgs.append(y[i])
             names.append(in_path.name if len(x) == 1 else f"{in_path.name} plane {i + 1}")
-    return PairedSet.build(ins, tgs, scale, names, input_norm, target_norm)
+    return PairedSet.build(ins, tgs, scale, names, input_norm, target_norm, normalization=normalization)

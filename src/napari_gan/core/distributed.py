@@ -95,6 +95,55 @@ def mean_values(values: list[torch.Tensor], device: torch.device) -> list[float]
     return t.tolist()
 
 
+def broadcast_module(module: torch.nn.Module, device: torch.device) -> None:
+    """Give every process rank 0's parameters and buffers."""
+    if not active():
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        data = t.data.to(_tensor_device(device))
+        dist.broadcast(data, 0)
+        t.data.copy_(data)
+
+
+def average_tensors(tensors: list[torch.Tensor], device: torch.device) -> None:
+    """Replace each tensor by its mean over all processes, in place, in one collective.
+
+    This is how gradients are synchronised where DDP cannot be used (StyleGAN2's R1 and
+    path-length terms differentiate twice), as stylegan2-ada-pytorch does.
+    """
+    if not active() or not tensors:
+        return
+    flat = torch.cat([t.detach().reshape(-1).float() for t in tensors]).to(_tensor_device(device))
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        t.detach().copy_(flat[offset:offset + n].view_as(t).to(t.device, t.dtype))
+        offset += n
+
+
+def average_gradients(module: torch.nn.Module, device: torch.device) -> None:
+    """Mean of the gradients over all processes (a missing gradient counts as zero, so every
+    process takes part in the same collective)."""
+    if not active():
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    average_tensors([p.grad for p in params], device)
+
+
+def sum_values(values: list[float], device: torch.device) -> list[float]:
+    """Python numbers summed over all processes (one collective)."""
+    if not active():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=_tensor_device(device))
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def barrier() -> None:
     if active():
         dist.barrier()

@@ -112,11 +112,12 @@ class Predictor:
             out = np.empty(shape, np.float32)
         elif out.shape != shape or out.dtype != np.float32:
             raise NapariGanError(f"The output array must be float32 of shape {shape}, not {out.dtype} {out.shape}.")
+        norm_in = self.input_norm.for_plane(plane)   # one range for all tiles of the plane
         while True:
             try:
                 if self.blend_on_device:
-                    return self._predict_plane_on_device(plane, tile, overlap, cancel, on_tile, out)
-                return self._predict_plane(plane, tile, overlap, cancel, on_tile, out)
+                    return self._predict_plane_on_device(plane, tile, overlap, cancel, on_tile, out, norm_in)
+                return self._predict_plane(plane, tile, overlap, cancel, on_tile, out, norm_in)
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -133,7 +134,7 @@ class Predictor:
                         "choose the CPU device or close other programs using the GPU."
                     ) from exc
 
-    def _predict_plane(self, plane, tile, overlap, cancel, on_tile, out) -> np.ndarray:
+    def _predict_plane(self, plane, tile, overlap, cancel, on_tile, out, norm_in) -> np.ndarray:
         # Tiles live on a virtual canvas padded by ``overlap`` (mirror) on every side, so
         # border pixels get the same context as interior ones and tiled == untiled.
         # Host memory: the output array plus tile-sized buffers. The tiles form a grid and
@@ -164,7 +165,7 @@ class Predictor:
             if cancel is not None and cancel():
                 raise InterruptedError("prediction cancelled")
             chunk = boxes[first:first + self.batch]
-            tiles = np.stack([self.input_norm.normalize(read_padded(plane, y, x, th, tw)) for y, x in chunk])
+            tiles = np.stack([norm_in.normalize(read_padded(plane, y, x, th, tw)) for y, x in chunk])
             preds = self._run_tiles(tiles)
             for (y, x), pred in zip(chunk, preds):
                 wy = _ramp(th * s, overlap * s, y == -m, y + th >= h + m)
@@ -198,7 +199,7 @@ class Predictor:
         th, tw = min(tile, _round_up(h + 2 * m, mult)), min(tile, _round_up(w + 2 * m, mult))
         return h, w, th, tw, tile_starts(h + 2 * m, th, overlap), tile_starts(w + 2 * m, tw, overlap)
 
-    def _predict_plane_on_device(self, plane, tile, overlap, cancel, on_tile, out) -> np.ndarray:
+    def _predict_plane_on_device(self, plane, tile, overlap, cancel, on_tile, out, norm_in) -> np.ndarray:
         """Same result as :meth:`_predict_plane`, with normalisation, blending and
         denormalisation on ``self.device``. Tiles are processed one tile row at a time
         into a device accumulator one tile high; rows no later tile touches are finished
@@ -206,8 +207,8 @@ class Predictor:
         h, w, th, tw, ys, xs = self._geometry(plane, tile, overlap)
         s, m, dev = self.scale, overlap, self.device
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
-        low_in = t(self.input_norm.low).view(1, -1, 1, 1)
-        span_in = t(np.subtract(self.input_norm.high, self.input_norm.low)).view(1, -1, 1, 1)
+        low_in = t(norm_in.low).view(1, -1, 1, 1)
+        span_in = t(np.subtract(norm_in.high, norm_in.low)).view(1, -1, 1, 1)
         low_out = t(self.target_norm.low).view(-1, 1, 1)
         span_out = t(np.subtract(self.target_norm.high, self.target_norm.low)).view(-1, 1, 1)
         ramps: dict = {}

@@ -37,7 +37,7 @@ class DevicePatchCutter:
         d = sampler.data
         self.patch, self.scale = sampler.patch, d.scale
         up = lambda a, norm: torch.from_numpy(norm.normalize(a)).to(device)
-        self.inputs = [up(p, d.input_norm) for p in d.inputs]
+        self.inputs = [up(p, d.input_norm_for(i)) for i, p in enumerate(d.inputs)]
         self.targets = [up(t, d.target_norm) for t in d.targets]
 
     @staticmethod

@@ -16,10 +16,13 @@ Pieces, in the order they are used:
   index gathers and arithmetic, so R1's double backward passes through them.
 * :class:`StyleGAN2Trainer`: non-saturating loss, lazy R1 (every ``r1_interval`` D steps),
   path-length regularisation (every ``pl_interval`` G steps), style mixing, EMA generator.
-  Main passes run under bf16 autocast on CUDA, regularisation passes in float32;
+  Main passes run under bf16 autocast on CUDA (not on CPUs: no gain for these narrow
+  networks), regularisation passes in float32;
   ``compile`` compiles the networks for the main passes only (no double backward there).
   Quality is measured by a multi-scale patch sliced Wasserstein distance (SWD) between
-  fixed real crops and images of the EMA generator from fixed latents.
+  fixed real crops and images of the EMA generator from fixed latents. Under ``torchrun``
+  gradients, the path-length mean, ``w_avg`` and ADA's statistics are averaged over the
+  processes by hand (DDP cannot differentiate twice), as the reference does.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import checkpoint
+from .. import checkpoint, distributed
 from ..data import Normalizer, check_finite, dihedral, to_planes
-from ..device import autocast, configure_backends
+from ..device import autocast, configure_backends, distributed_info
 from ..errors import NapariGanError
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from ..metrics import patch_swd
@@ -308,10 +311,16 @@ class AdaptiveAugment:
         self.sign_sum += float(torch.sign(real_logits.detach()).sum())
         self.count += real_logits.numel()
 
-    def step(self, batch: int) -> None:
-        """Call once per training step; adjusts ``p`` every ``interval`` steps."""
+    def step(self, batch: int, reduce=None) -> None:
+        """Call once per training step (``batch``: images in it, over all processes); adjusts
+        ``p`` every ``interval`` steps. ``reduce`` sums ``[sign_sum, count]`` over processes."""
         self.steps += 1
-        if not self.adaptive or self.steps % self.interval or self.count == 0:
+        if not self.adaptive or self.steps % self.interval:
+            return
+        if reduce is not None:
+            sign_sum, count = reduce([self.sign_sum, float(self.count)])
+            self.sign_sum, self.count = sign_sum, int(count)
+        if self.count == 0:
             return
         self.rt = self.sign_sum / self.count
         adjust = math.copysign(batch * self.interval / (self.speed_kimg * 1000), self.rt - self.target)
@@ -367,17 +376,26 @@ class StyleGAN2Trainer(Trainer):
                  device: torch.device, seed: int = 0, log_every: int = 10, val_every: int = 200):
         if data.channels != cfg.channels:
             raise NapariGanError(f"The images have {data.channels} channel(s) but the model expects {cfg.channels}.")
-        super().__init__(out_dir, budget, device, seed, log_every, val_every, cfg.batch)
-        if self.dist.enabled:  # R1/path length need hand-made gradient all-reduce: not built yet
-            raise NapariGanError(
-                "StyleGAN2 training runs in a single process; multi-GPU training (torchrun) is "
-                "available for Pix2Pix only. Start it without torchrun.")
+        # cfg.batch is the global batch; under torchrun each of the N processes trains on
+        # batch/N images with its own random crops, latents, noise and augmentation, and
+        # gradients are averaged by hand after each backward pass (R1 and path length
+        # differentiate twice, which DistributedDataParallel does not support).
+        world = distributed_info().world_size
+        if cfg.batch % world:
+            raise NapariGanError(f"The batch ({cfg.batch}) must be divisible by the number of "
+                                 f"processes ({world}).")
+        distributed.init(device)
+        super().__init__(out_dir, budget, device, seed, log_every, val_every, cfg.batch // world)
         self.cfg, self.data = cfg, data
+        # bf16 on CUDA only: the CPU's narrow networks ran 0.93x as fast in bf16 as in float32
+        self.amp = cfg.amp and device.type == "cuda"
         ImageSet.build(data.planes, cfg.resolution, data.names, data.norm)  # size checks
         self.sampler = CropSampler(data, cfg.resolution, self.rng, cfg.mirror)
         configure_backends(device)
         self.G = build_generator(cfg).to(device)
         self.D = build_discriminator(cfg).to(device)
+        distributed.broadcast_module(self.G, device)
+        distributed.broadcast_module(self.D, device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         fused = device.type == "cuda"
         self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr, betas=(0.0, 0.99), eps=1e-8, fused=fused)
@@ -390,6 +408,8 @@ class StyleGAN2Trainer(Trainer):
         self.synthesis_main = torch.compile(self.G.synthesis) if cfg.compile else self.G.synthesis
         self.D_main = torch.compile(self.D) if cfg.compile else self.D
         self._eval_setup(seed)
+        if self.dist.enabled:   # the same networks everywhere, different random draws
+            torch.manual_seed(seed + 1_000_033 * self.dist.rank)
 
     def _eval_setup(self, seed: int) -> None:
         """Fixed latents for previews/SWD and fixed real crops (no flips) to compare with."""
@@ -400,11 +420,11 @@ class StyleGAN2Trainer(Trainer):
 
     @property
     def images_seen(self) -> int:
-        return self.step * self.cfg.batch * self.dist.world_size
+        return self.step * self.cfg.batch
 
     # -------------------------------------------------------------------- steps
     def _real_batch(self) -> torch.Tensor:
-        x = torch.from_numpy(self.sampler.sample(self.cfg.batch))
+        x = torch.from_numpy(self.sampler.sample(self.batch))
         return x.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else x.to(self.device)
 
     def _styles(self, n: int, update_w_avg: bool = False) -> torch.Tensor:
@@ -417,39 +437,42 @@ class StyleGAN2Trainer(Trainer):
             ws = torch.cat([ws[:, :cutoff], self.G.mapping(torch.randn_like(z))[:, cutoff:]], dim=1)
         return ws
 
-    def _generator_step(self) -> float:
+    def _generator_step(self) -> torch.Tensor:
         cfg = self.cfg
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
-        with autocast(self.device, cfg.amp):
-            ws = self._styles(cfg.batch, update_w_avg=True)
+        with autocast(self.device, self.amp):
+            ws = self._styles(self.batch, update_w_avg=True)
             fake = self.synthesis_main(ws)
             loss = generator_loss("vanilla", self.D_main(self.ada(fake)))
         total = loss
         if cfg.pl_weight > 0 and self.step % cfg.pl_interval == 0:
-            ws = self._styles(max(1, cfg.batch // cfg.pl_batch_shrink))
+            ws = self._styles(max(1, self.batch // cfg.pl_batch_shrink))
             penalty, self.pl_mean = path_length_penalty(self.G.synthesis(ws), ws, self.pl_mean, cfg.pl_decay)
+            distributed.average_tensors([self.pl_mean], self.device)
             total = total + penalty * cfg.pl_weight * cfg.pl_interval
             self.last_reg["pl"] = float(penalty.detach())
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
+        distributed.average_gradients(self.G, self.device)
         self.opt_g.step()
-        return float(loss.detach())
+        distributed.average_tensors([self.G.mapping.w_avg], self.device)
+        return loss.detach()
 
-    def _discriminator_step(self, real: torch.Tensor) -> float:
+    def _discriminator_step(self, real: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         self.G.requires_grad_(False)
         self.D.requires_grad_(True)
-        with torch.no_grad(), autocast(self.device, cfg.amp):
-            fake = self.synthesis_main(self._styles(cfg.batch))
-        with autocast(self.device, cfg.amp):
+        with torch.no_grad(), autocast(self.device, self.amp):
+            fake = self.synthesis_main(self._styles(self.batch))
+        with autocast(self.device, self.amp):
             fake_logits = self.D_main(self.ada(fake.float()))
         regularise = cfg.gamma > 0 and self.step % cfg.r1_interval == 0
         if regularise:  # one float32 pass on the reals serves both the loss and R1
             real = real.detach().requires_grad_(True)
             real_logits = self.D(self.ada(real))
         else:
-            with autocast(self.device, cfg.amp):
+            with autocast(self.device, self.amp):
                 real_logits = self.D_main(self.ada(real))
         loss = discriminator_loss("vanilla", real_logits, fake_logits)
         total = loss
@@ -460,8 +483,9 @@ class StyleGAN2Trainer(Trainer):
         self.ada.observe(real_logits)
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
+        distributed.average_gradients(self.D, self.device)
         self.opt_d.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def train_step(self, fraction: float) -> dict[str, float]:
         self.G.train()
@@ -469,9 +493,11 @@ class StyleGAN2Trainer(Trainer):
         real = self._real_batch()
         g_loss = self._generator_step()
         d_loss = self._discriminator_step(real)
-        seen = self.images_seen + self.cfg.batch * self.dist.world_size
+        # losses of the global batch: every process sees the same numbers (and the same NaN)
+        g_loss, d_loss = distributed.mean_values([g_loss, d_loss], self.device)
+        seen = self.images_seen + self.cfg.batch
         ema_update(self.G_ema, self.G, ema_beta(self.cfg.batch, seen, self.cfg.ema_kimg, self.cfg.ema_rampup))
-        self.ada.step(self.cfg.batch * self.dist.world_size)
+        self.ada.step(self.cfg.batch, lambda v: distributed.sum_values(v, self.device))
         losses = {"g": g_loss, "d": d_loss, **self.last_reg, "aug_p": self.ada.p, "kimg": seen / 1000}
         if not self._weights_finite():
             losses["weights"] = math.nan  # the base loop rolls back to the last good state
@@ -487,11 +513,13 @@ class StyleGAN2Trainer(Trainer):
         """Images of the EMA generator from the fixed latents, model space, (N, C, H, W)."""
         out = []
         for z in self.eval_z.split(16):
-            with autocast(self.device, self.cfg.amp):
+            with autocast(self.device, self.amp):
                 out.append(self.G_ema(z.to(self.device), noise_mode="const").float().cpu())
         return torch.cat(out).numpy()
 
     def validate(self) -> tuple[dict[str, float], np.ndarray | None]:
+        if not self.dist.is_main:   # under torchrun rank 0 measures (the EMA nets are identical)
+            return {}, None
         fake = self.generate_eval()
         if not np.isfinite(fake).all():
             return {"swd": math.inf}, None
