@@ -61,6 +61,21 @@ def test_training_runs_to_the_end_and_yields_model_and_preview(qtbot, viewer, tr
     assert viewer.layers["noisy"].data is noisy and viewer.layers["clean"].data is clean
 
 
+def test_input_normalisation_choice_reaches_the_model(qtbot, viewer, train_widget, pair, tmp_path):
+    from napari_gan.core.checkpoint import load
+
+    noisy, clean = pair
+    viewer.add_image(noisy, name="noisy")
+    viewer.add_image(clean, name="clean")
+    assert train_widget.normalization.value == "auto"
+    train_widget.normalization.value = "image"          # each image by its own range
+    tiny_training(train_widget, tmp_path / "run", steps=2, preview_every=2)
+    train_widget.train_button.native.click()
+    wait_idle(qtbot, train_widget)
+    header = load(tmp_path / "run" / "model.safetensors")
+    assert header.normalization["input"]["per_image"]
+
+
 def test_stop_mid_training_then_resume(qtbot, viewer, train_widget, pair, tmp_path, notes):
     noisy, clean = pair
     viewer.add_image(noisy, name="noisy")
