@@ -7,6 +7,7 @@ agree. Under ``torchrun`` the LOCAL_RANK/WORLD_SIZE variables are honoured.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there bf16 convolutions
     run about twice as fast as float32; elsewhere they are emulated and slower."""

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from .device import DistributedInfo, distributed_info
+from .errors import NapariGanError
 
 
 def active() -> bool:
@@ -39,6 +40,17 @@ def init(device: torch.device, info: DistributedInfo | None = None) -> Distribut
         kwargs["device_id"] = device     # eager NCCL communicator bound to this GPU
     dist.init_process_group(backend, rank=info.rank, world_size=info.world_size, timeout=timeout, **kwargs)
     return info
+
+
+def share_of_batch(global_batch: int, device: torch.device) -> int:
+    """Check that the global batch splits evenly over the processes, join the process group,
+    and return this process's share (the whole batch in a single process)."""
+    world = distributed_info().world_size
+    if global_batch % world:
+        raise NapariGanError(f"The batch ({global_batch}) must be divisible by the number of "
+                             f"processes ({world}).")
+    init(device)
+    return global_batch // world
 
 
 def shutdown() -> None:

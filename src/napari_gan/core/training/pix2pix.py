@@ -16,7 +16,7 @@ import torch
 
 from .. import checkpoint, distributed
 from ..data import Normalizer, PairedPatchSampler, PairedSet, validation_crops
-from ..device import autocast, configure_backends, distributed_info, prefers_channels_last
+from ..device import autocast, configure_backends, prefers_channels_last
 from ..errors import NapariGanError
 from ..losses import GAN_MODES, discriminator_loss, generator_loss, gradient_penalty
 from ..metrics import psnr, ssim
@@ -101,12 +101,8 @@ class Pix2PixTrainer(Trainer):
         # cfg.batch is the global batch; under torchrun each of the N processes trains on
         # its 1/N share of it (drawn from one random stream shared by all processes), so N
         # processes follow the same trajectory as one process with the same batch.
-        world = distributed_info().world_size
-        if cfg.batch % world:
-            raise NapariGanError(f"The batch ({cfg.batch}) must be divisible by the number of "
-                                 f"processes ({world}).")
-        distributed.init(device)
-        super().__init__(out_dir, budget, device, seed, log_every, val_every, cfg.batch // world)
+        per_process = distributed.share_of_batch(cfg.batch, device)
+        super().__init__(out_dir, budget, device, seed, log_every, val_every, per_process)
         self.rng = np.random.default_rng([seed, 0])   # the same stream in every process
         if data.scale != cfg.scale:
             raise NapariGanError(f"The data are paired for scale {data.scale} but the model uses {cfg.scale}.")

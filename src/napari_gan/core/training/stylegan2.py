@@ -37,7 +37,7 @@ import torch
 
 from .. import checkpoint, distributed
 from ..data import Normalizer, check_finite, dihedral, to_planes
-from ..device import autocast, configure_backends, distributed_info
+from ..device import autocast, configure_backends
 from ..errors import NapariGanError
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from ..metrics import patch_swd
@@ -380,12 +380,8 @@ class StyleGAN2Trainer(Trainer):
         # batch/N images with its own random crops, latents, noise and augmentation, and
         # gradients are averaged by hand after each backward pass (R1 and path length
         # differentiate twice, which DistributedDataParallel does not support).
-        world = distributed_info().world_size
-        if cfg.batch % world:
-            raise NapariGanError(f"The batch ({cfg.batch}) must be divisible by the number of "
-                                 f"processes ({world}).")
-        distributed.init(device)
-        super().__init__(out_dir, budget, device, seed, log_every, val_every, cfg.batch // world)
+        per_process = distributed.share_of_batch(cfg.batch, device)
+        super().__init__(out_dir, budget, device, seed, log_every, val_every, per_process)
         self.cfg, self.data = cfg, data
         # bf16 on CUDA only: the CPU's narrow networks ran 0.93x as fast in bf16 as in float32
         self.amp = cfg.amp and device.type == "cuda"
