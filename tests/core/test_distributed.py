@@ -127,6 +127,11 @@ def test_stylegan2_trains_under_torchrun(tmp_path):
     assert proc.stdout.count("stylegan2 16x16") == 1
     images = load_generator(tmp_path / "run", "cpu").generate(3, seed=1)
     assert images.shape == (3, 16, 16) and np.isfinite(images).all()
+    resume = ["-m", "napari_gan.cli", "train", "stylegan2", "--images", str(tmp_path / "nuclei.tif"),
+              "--out", str(tmp_path / "run"), "--resume", "--steps", "6", "--device", "cpu", "--quiet"]
+    proc = _torchrun(resume)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "after 6 steps" in proc.stdout
 
 
 def test_batch_must_split_evenly_over_processes(monkeypatch, tmp_path):

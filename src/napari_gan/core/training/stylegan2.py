@@ -405,7 +405,7 @@ class StyleGAN2Trainer(Trainer):
         self.D_main = torch.compile(self.D) if cfg.compile else self.D
         self._eval_setup(seed)
         if self.dist.enabled:   # the same networks everywhere, different random draws
-            torch.manual_seed(seed + 1_000_033 * self.dist.rank)
+            self._separate_random_streams()
 
     def _eval_setup(self, seed: int) -> None:
         """Fixed latents for previews/SWD and fixed real crops (no flips) to compare with."""
@@ -554,6 +554,14 @@ class StyleGAN2Trainer(Trainer):
         self.ada.load(state["ada"])
         self.pl_mean = state["pl_mean"].to(self.device).clone()
         self.last_reg = {k: float(v) for k, v in state["last_reg"].items()}
+        if self.dist.enabled:   # the saved random state is one process's: give each its own again
+            self._separate_random_streams()
+
+    def _separate_random_streams(self) -> None:
+        """Under torchrun every process draws its own crops, latents, noise and augmentation."""
+        torch.manual_seed(self.seed + 1_000_033 * self.dist.rank + 7919 * self.step)
+        self.rng = np.random.default_rng([self.seed, self.dist.rank, self.step])
+        self.sampler.rng = self.rng
 
 
 def stored_config_and_norm(state_path: Path) -> tuple[StyleGAN2Config, Normalizer]:
