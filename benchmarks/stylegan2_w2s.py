@@ -1,6 +1,6 @@
 """StyleGAN2 on the W2S clean images: quality (patch SWD) over a wall-clock budget, speed,
-and a grid of real beside generated crops. Writes docs/benchmarks_stylegan2.md and
-docs/images/stylegan2_w2s_*.png.
+and a grid of real beside generated crops. Writes docs/benchmarks_stylegan2.md (keeping
+the hand-written reading below its marker line) and docs/images/stylegan2_w2s_*.png.
 
     .venv/bin/python benchmarks/stylegan2_w2s.py --minutes 10
 
@@ -32,6 +32,8 @@ from napari_gan.core.training.stylegan2 import (CropSampler, ImageSet, StyleGAN2
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path("/work/shared/data/w2s/clean")
+# what follows this line in the document (the reading of the results) is kept when it is rewritten
+HAND_WRITTEN = "<!-- written by hand below this line; kept when the benchmark rewrites the page -->"
 
 
 def load_planes(folder: Path, downscale: int, stains: str = "all") -> tuple[list[np.ndarray], list[str]]:
@@ -195,7 +197,8 @@ Reproduce: `.venv/bin/python benchmarks/stylegan2_w2s.py --minutes {args.minutes
 `napari-gan train stylegan2 --images FOLDER --resolution 64{batch_arg} --minutes {args.minutes:g} --out RUN`
 (FOLDER holding the images downscaled as above; the CLI takes random 64x64 crops of what it is given).
 """
-    path.write_text(doc)
+    kept = path.read_text().partition(HAND_WRITTEN)[2] if path.exists() else ""
+    path.write_text(doc + (f"\n{HAND_WRITTEN}{kept}" if kept else ""))
 
 
 def main() -> None:
