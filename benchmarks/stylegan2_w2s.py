@@ -56,9 +56,14 @@ def diversity(images: np.ndarray) -> float:
     return float(np.mean([np.abs(images[i] - images[j]).mean() for i in range(n) for j in range(i + 1, n)]))
 
 
-def train(args, data: ImageSet, cfg: StyleGAN2Config, device: torch.device) -> dict:
-    trainer = StyleGAN2Trainer(cfg, data, args.run, Budget(minutes=args.minutes), device, args.seed,
+def train(args, data: ImageSet, cfg: StyleGAN2Config, device: torch.device, minutes: float,
+          resume: bool = False, start_minutes: float = 0.0) -> dict:
+    """Train for ``minutes`` (continuing the run in ``args.run`` if ``resume``)."""
+    trainer = StyleGAN2Trainer(cfg, data, args.run, Budget(minutes=minutes), device, args.seed,
                                log_every=args.log_every, val_every=args.val_every)
+    if resume:
+        trainer.resume_from()
+    first_image = trainer.images_seen
     validate, eval_seconds = trainer.validate, [0.0]
 
     def timed_validate():
@@ -69,24 +74,25 @@ def train(args, data: ImageSet, cfg: StyleGAN2Config, device: torch.device) -> d
 
     trainer.validate = timed_validate
     history, t0 = [], time.perf_counter()
-    initial, _ = validate()
-    history.append({"minutes": 0.0, "step": 0, "kimg": 0.0, "swd": initial["swd"], "aug_p": 0.0})
+    if not resume:
+        initial, _ = validate()
+        history.append({"minutes": 0.0, "step": 0, "kimg": 0.0, "swd": initial["swd"], "aug_p": 0.0})
     last = None
     for event in trainer.run():
         last = event
         print(event.summary()[:220], flush=True)
         if event.kind in ("validation", "done") and "swd" in event.metrics:
-            history.append({"minutes": (time.perf_counter() - t0) / 60, "step": event.step,
+            history.append({"minutes": start_minutes + (time.perf_counter() - t0) / 60, "step": event.step,
                             "kimg": event.losses["kimg"], "swd": event.metrics["swd"],
                             "aug_p": event.losses["aug_p"], "r1": event.losses["r1"],
                             "pl": event.losses["pl"], "g": event.losses["g"], "d": event.losses["d"],
                             "load": os.getloadavg()[0]})
     wall = time.perf_counter() - t0
     train_seconds = wall - eval_seconds[0]
-    images = trainer.images_seen
+    images = trainer.images_seen - first_image          # in this run
     fake = trainer.generate_eval()
     return {"history": history, "wall_s": wall, "eval_s": eval_seconds[0], "steps": trainer.step,
-            "images": images, "img_per_s_total": images / wall, "img_per_s_train": images / train_seconds,
+            "images": trainer.images_seen, "img_per_s_total": images / wall, "img_per_s_train": images / train_seconds,
             "final": last.metrics, "fake": fake, "real": trainer.eval_real,
             "end": last.message, "best_path": last.paths["best"],
             "g_params": sum(q.numel() for q in trainer.G.parameters()),
@@ -134,13 +140,30 @@ def plot_samples(real: np.ndarray, fake: np.ndarray, path: Path, n: int = 5) -> 
     plt.close(fig)
 
 
+def more_section(more: dict, result: dict) -> str:
+    h = more["history"]
+    total = h[-1]["minutes"] if h else result["wall_s"] / 60
+    return f"""
+### Continued: {total:.0f} minutes in all
+
+The same run resumed from its training state for {more['wall_s'] / 60:.1f} minutes more
+(`--more-minutes`): {more['images'] / 1000:.1f} kimg in total, {more['img_per_s_train']:.1f} images/s
+training; patch SWD {h[-1]['swd']:.4f} at the end (best {min(e['swd'] for e in h):.4f});
+variety {more['diversity_fake']:.3f}. The table above goes on with these rows.
+
+![real and generated crops after {total:.0f} minutes](images/stylegan2_w2s_samples_more.png)
+"""
+
+
 def write_doc(args, cfg: StyleGAN2Config, data: ImageSet, device, result: dict, floor: float,
-              div_real: float, div_fake: float, path: Path) -> None:
-    h = result["history"]
+              div_real: float, div_fake: float, path: Path, more: dict | None = None) -> None:
+    h = result["history"] + (more["history"] if more else [])
     loads = [e["load"] for e in h if "load" in e] or [os.getloadavg()[0]]
     rows = "\n".join(f"| {e['minutes']:.1f} | {e['step']} | {e['kimg']:.2f} | {e['swd']:.4f} | {e['aug_p']:.3f} |"
                      for e in h)
-    best = min(e["swd"] for e in h[1:]) if len(h) > 1 else float("nan")
+    main_h = result["history"]
+    best = min(e["swd"] for e in main_h[1:]) if len(main_h) > 1 else float("nan")
+    more_arg = f" --more-minutes {args.more_minutes:g}" if more else ""
     whole = data.planes[0].shape[-1] == cfg.resolution
     shows = "one whole field of view (whole cells)" if whole else "a random crop of a field of view"
     origin = ("all from `auto_hyperparameters` (what the CLI picks on a CPU)" if args.batch is None
@@ -148,7 +171,7 @@ def write_doc(args, cfg: StyleGAN2Config, data: ImageSet, device, result: dict, 
     batch_arg = "" if args.batch is None else f" --batch {cfg.batch}"
     doc = f"""# StyleGAN2 benchmark: W2S clean images, 64x64, CPU
 
-Generated by `benchmarks/stylegan2_w2s.py --minutes {args.minutes:g} --downscale {args.downscale} --stains {args.stains} --threads {args.threads}`
+Generated by `benchmarks/stylegan2_w2s.py --minutes {args.minutes:g} --downscale {args.downscale} --stains {args.stains} --threads {args.threads}{more_arg}`
 on {platform.processor() or platform.machine()} ({os.cpu_count()} cores), {describe_device(device)}, torch {torch.__version__}.
 Machine load during the run (1-minute load average, sampled at each evaluation): mean
 {np.mean(loads):.1f}, range {min(loads):.1f}-{max(loads):.1f} (2.0 = both cores busy).
@@ -179,7 +202,7 @@ Machine load during the run (1-minute load average, sampled at each evaluation):
   (run ended: {result['end']}).
 - Speed on CPU: **{result['img_per_s_train']:.1f} images/s** training
   ({result['img_per_s_total']:.1f} images/s including {result['eval_s']:.0f} s of periodic SWD evaluation).
-- Patch SWD: {h[0]['swd']:.4f} untrained -> {h[-1]['swd']:.4f} at the end (best {best:.4f});
+- Patch SWD: {main_h[0]['swd']:.4f} untrained -> {main_h[-1]['swd']:.4f} at the end (best {best:.4f});
   real-vs-real floor {floor:.4f}.
 - Variety (mean absolute difference between pairs of images, model units): generated
   {div_fake:.3f}, real {div_real:.3f}; a collapsed generator would be near 0.
@@ -191,9 +214,9 @@ Machine load during the run (1-minute load average, sampled at each evaluation):
 ![SWD over training](images/stylegan2_w2s_swd.png)
 
 ![real and generated crops](images/stylegan2_w2s_samples.png)
-
-Reproduce: `.venv/bin/python benchmarks/stylegan2_w2s.py --minutes {args.minutes:g}`
-(about {args.minutes:g} minutes plus start-up). The same training from the command line:
+{more_section(more, result) if more else ""}
+Reproduce: `.venv/bin/python benchmarks/stylegan2_w2s.py --minutes {args.minutes:g}{more_arg}`
+(about {args.minutes + args.more_minutes:g} minutes plus start-up). The same training from the command line:
 `napari-gan train stylegan2 --images FOLDER --resolution 64{batch_arg} --minutes {args.minutes:g} --out RUN`
 (FOLDER holding the images downscaled as above; the CLI takes random 64x64 crops of what it is given).
 """
@@ -205,6 +228,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--more-minutes", type=float, default=0.0,
+                   help="then resume the run for this many minutes more (what a longer run gives)")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--downscale", type=int, default=8)
     p.add_argument("--stains", default="all", help="which stains (file suffixes) to train on: all, or e.g. 0,2")
@@ -227,16 +252,25 @@ def main() -> None:
     print(f"{len(planes)} images {planes[0].shape}, {describe_device(device)}", flush=True)
     other_real = CropSampler(data, cfg.resolution, np.random.default_rng(99), mirror=False).sample(cfg.eval_images)
 
-    result = train(args, data, cfg, device)
+    result = train(args, data, cfg, device, args.minutes)
     floor = patch_swd(result["real"], other_real)["swd"]
     div_real, div_fake = diversity(result["real"][:32]), diversity(result["fake"][:32])
+    more = None
+    if args.more_minutes:
+        more = train(args, data, cfg, device, args.more_minutes, resume=True, start_minutes=result["wall_s"] / 60)
+        more["diversity_fake"] = diversity(more["fake"][:32])
 
     images = args.docs / "images"
     images.mkdir(parents=True, exist_ok=True)
-    plot_swd(result, floor, images / "stylegan2_w2s_swd.png")
+    plot_swd({"history": result["history"] + (more["history"] if more else [])}, floor,
+             images / "stylegan2_w2s_swd.png")
     plot_samples(result["real"], result["fake"], images / "stylegan2_w2s_samples.png")
-    write_doc(args, cfg, data, device, result, floor, div_real, div_fake, args.docs / "benchmarks_stylegan2.md")
+    if more:
+        plot_samples(more["real"], more["fake"], images / "stylegan2_w2s_samples_more.png")
+    write_doc(args, cfg, data, device, result, floor, div_real, div_fake, args.docs / "benchmarks_stylegan2.md", more)
     summary = {k: v for k, v in result.items() if k not in ("fake", "real")}
+    if more:
+        summary["more"] = {k: v for k, v in more.items() if k not in ("fake", "real")}
     (args.run / "benchmark.json").write_text(json.dumps({**summary, "floor": floor, "diversity_real": div_real,
                                                           "diversity_fake": div_fake}, indent=1, default=str))
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, default=str), flush=True)

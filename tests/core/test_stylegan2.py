@@ -111,9 +111,9 @@ def test_auto_hyperparameters_and_overrides():
     assert cfg.gamma == pytest.approx(0.0002 * 128 ** 2 / 32)
     assert cfg.ema_kimg == pytest.approx(10.0)
     assert (cfg.pl_weight, cfg.style_mixing) == (2.0, 0.9)
-    small = StyleGAN2Config(resolution=64)  # the CPU configuration: batch 8, no path length or mixing
-    assert (small.batch, small.pl_weight, small.style_mixing) == (8, 0.0, 0.0)
-    assert small.gamma == pytest.approx(0.0002 * 64 ** 2 / 8)
+    small = StyleGAN2Config(resolution=64)  # the CPU configuration: batch 4, no path length or mixing
+    assert (small.batch, small.mbstd_group, small.pl_weight, small.style_mixing) == (4, 4, 0.0, 0.0)
+    assert small.gamma == pytest.approx(0.0002 * 64 ** 2 / 4)
     assert StyleGAN2Config(resolution=64, pl_weight=1.0, style_mixing=0.5).pl_weight == 1.0
     cfg = StyleGAN2Config(resolution=64, batch=8, gamma=1.0, size="full")
     assert cfg.gamma == 1.0 and cfg.ema_kimg == pytest.approx(2.5) and cfg.channel_max == 512

@@ -24,7 +24,7 @@ def add_train_parser(sub) -> None:
     g = p.add_argument_group("model (unset values are derived from resolution and batch)")
     g.add_argument("--size", default="auto", choices=("auto", "small", "medium", "full"),
                    help="network width; auto: small on CPU, full on a GPU")
-    g.add_argument("--batch", type=int, help="images per step, over all processes under torchrun (auto: 4096/resolution, at most 32; 8 for small)")
+    g.add_argument("--batch", type=int, help="images per step, over all processes under torchrun (auto: 4096/resolution, at most 32; 4 for small)")
     g.add_argument("--channel-base", type=int, help="feature maps = channel_base / resolution ...")
     g.add_argument("--channel-max", type=int, help="... capped at channel_max")
     g.add_argument("--z-dim", type=int, help="latent (noise vector) length; also the w length")
