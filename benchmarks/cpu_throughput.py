@@ -48,7 +48,7 @@ def measure_stylegan2(device, smoke: bool, seconds: float, channels_last: bool =
     import torch
 
     trainer = perf.stylegan2_trainer(device, 16 if smoke else 64, batch=4 if smoke else None)
-    if not channels_last:   # the layout before 0.5: NCHW networks and batches
+    if not channels_last:   # the layout of earlier releases: NCHW networks and batches
         trainer.memory_format = torch.contiguous_format
         for net in (trainer.G, trainer.D, trainer.G_ema):
             net.to(memory_format=torch.contiguous_format)

@@ -197,6 +197,20 @@ def test_training_steps_have_finite_regularisers(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(initial, trainer.G_ema.parameters()))
 
 
+def test_one_synthesis_pass_serves_both_updates(tmp_path):
+    """Each step generates its fakes once: D learns on them detached, G backpropagates
+    through them into the updated D (and both networks change)."""
+    trainer = tiny_trainer(tmp_path, pl_weight=0.0)
+    calls = []
+    trainer.G.synthesis.register_forward_hook(lambda *_: calls.append(1))
+    g0, d0 = ([p.clone() for p in net.parameters()] for net in (trainer.G, trainer.D))
+    losses = trainer.train_step(0.0)
+    assert len(calls) == 1 and math.isfinite(losses["g"]) and math.isfinite(losses["d"])
+    for before, net in ((g0, trainer.G), (d0, trainer.D)):
+        assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert trainer.G.synthesis.blocks[-1].conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_kimg_budget_counts_images(tmp_path):
     config = StyleGAN2Config(**TINY)
     trainer = StyleGAN2Trainer(config, tiny_data(), tmp_path, Budget(kimg=0.008), CPU)
