@@ -493,7 +493,7 @@ class StyleGAN2Trainer(Trainer):
     def train_step(self, fraction: float) -> dict[str, float]:
         self.G.train()
         self.D.train()
-        # one synthesis pass serves both updates (1.1x per step): D learns on the fakes
+        # one synthesis pass serves both updates (a generator forward pass fewer): D learns on the fakes
         # detached, then G backpropagates through them into the updated D
         real = self._real_batch()
         fake = self._fakes()
