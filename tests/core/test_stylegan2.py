@@ -17,7 +17,7 @@ from napari_gan.core import checkpoint
 from napari_gan.core.errors import NapariGanError
 from napari_gan.core.generation import load_generator
 from napari_gan.core.losses import r1_penalty
-from napari_gan.core.models.stylegan2 import Discriminator, Generator
+from napari_gan.core.models.stylegan2 import Discriminator, Generator, downsample2
 from napari_gan.core.training.base import Budget
 from napari_gan.core.training.stylegan2 import (AdaptiveAugment, ImageSet, StyleGAN2Config,
                                                 StyleGAN2Trainer, augment, auto_hyperparameters,
@@ -103,6 +103,41 @@ def test_network_shapes_and_determinism(resolution, channels):
         assert torch.equal(a, G(z))
         assert D(img).shape == (2, 1)
         assert torch.isfinite(D(img)).all()
+
+
+def reference_blur_down(x: np.ndarray) -> np.ndarray:
+    """[1, 3, 3, 1] / 8 along both axes, zero padding 1, every second pixel: written out."""
+    f = np.array([1.0, 3.0, 3.0, 1.0]) / 8
+    pad = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)])
+    h, w = x.shape[-2] // 2, x.shape[-1] // 2
+    out = np.zeros(x.shape[:-2] + (h, w))
+    for i in range(4):
+        for j in range(4):
+            out += f[i] * f[j] * pad[..., i:i + 2 * h:2, j:j + 2 * w:2]
+    return out
+
+
+def test_downsample_blurs_in_every_layout_and_precision():
+    x = torch.randn(2, 3, 8, 8)
+    expected = torch.from_numpy(reference_blur_down(x.numpy())).float()
+    assert torch.allclose(downsample2(x), expected, atol=1e-6)
+    nhwc = downsample2(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(nhwc, expected, atol=1e-6)
+    assert nhwc.is_contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # blurred in float32, handed on in bf16
+        half = downsample2(x.bfloat16().contiguous(memory_format=torch.channels_last))
+    assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), expected, atol=0.05)
+    double = torch.randn(1, 2, 6, 6, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradgradcheck(downsample2, (double,))  # R1 differentiates twice
+
+
+def test_discriminator_stays_channels_last_after_a_one_channel_input():
+    """A (N, 1, H, W) image looks NCHW and NHWC at once; the blocks must still get NHWC."""
+    D = Discriminator(16, 1, channel_base=128, channel_max=8).to(memory_format=torch.channels_last)
+    seen = []
+    D.blocks[0].register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    D(torch.randn(2, 1, 16, 16).contiguous(memory_format=torch.channels_last))
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) and not seen[0].is_contiguous()
 
 
 def test_auto_hyperparameters_and_overrides():
