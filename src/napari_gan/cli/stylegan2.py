@@ -44,7 +44,8 @@ def add_train_parser(sub) -> None:
     g.add_argument("--no-mirror", dest="mirror", action="store_false",
                    help="no random flips/90-degree rotations of the training crops")
     g.add_argument("--eval-images", type=int, default=64, help="images generated for the SWD quality figure")
-    g.add_argument("--no-amp", dest="amp", action="store_false", help="float32 throughout (default: bf16 autocast on CUDA)")
+    g.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="float32 throughout (default: bf16 autocast on CUDA and on CPUs with native bf16)")
     g.add_argument("--compile", action="store_true", help="torch.compile the main passes (not the regularisers)")
     p.set_defaults(func=train)
 
