@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .common import add_device_arg
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="train a small denoiser on built-in sample data (about a minute on a CPU)",
@@ -12,8 +14,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="folder for the results")
     p.add_argument("--minutes", type=float, default=1.0, help="training time")
     p.add_argument("--steps", type=int, help="train a fixed number of steps instead")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    add_device_arg(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed repeats a run on the same device")
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_budget_args, add_run_args, run_trainer
+from .common import add_budget_args, add_device_arg, add_run_args, run_trainer
 
 
 def add_train_parser(sub) -> None:
@@ -106,7 +106,7 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--model", required=True, type=Path, help="model file or run folder")
     p.add_argument("--input", required=True, type=Path, help="TIFF or folder of TIFFs")
     p.add_argument("--output", required=True, type=Path, help="output TIFF (for a file) or folder")
-    p.add_argument("--device", default="auto")
+    add_device_arg(p)
     p.add_argument("--tile", type=int, help="tile size in input pixels (default: 256 CPU, 512 GPU)")
     p.add_argument("--overlap", type=int, default=48, help="tile overlap in input pixels")
     p.add_argument("--channel-axis", type=int, help="axis of the channels for multi-channel models")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_budget_args, add_run_args, run_trainer
+from .common import add_budget_args, add_device_arg, add_run_args, run_trainer
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -111,7 +111,7 @@ def add_generate_parser(sub) -> None:
                      help="a sequence morphing from SEED_A's image to SEED_B's")
     p.add_argument("--frames", type=int, default=30, help="frames of an --interpolate sequence")
     p.add_argument("--save-latents", type=Path, help="also save the latent vectors used (.npy)")
-    p.add_argument("--device", default="auto")
+    add_device_arg(p)
     p.set_defaults(func=generate)
 
 
