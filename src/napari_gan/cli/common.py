@@ -21,10 +21,14 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or mps")
 
 
+def add_seed_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed repeats a run on the same device")
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="run folder for the model files")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed repeats a run on the same device")
+    add_seed_arg(p)
     add_device_arg(p)
     p.add_argument("--val-every", type=int, default=200, help="validate and save every N steps")
     p.add_argument("--log-every", type=int, default=20, help="print losses every N steps")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_device_arg
+from .common import add_device_arg, add_seed_arg
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--minutes", type=float, default=1.0, help="training time")
     p.add_argument("--steps", type=int, help="train a fixed number of steps instead")
     add_device_arg(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed repeats a run on the same device")
+    add_seed_arg(p)
     p.set_defaults(func=run)
 
 
