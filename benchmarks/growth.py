@@ -98,7 +98,7 @@ def _predictor(width: int, threads: int):
 
     from napari_gan.core.data import Normalizer
     from napari_gan.core.inference import Predictor
-    from napari_gan.core.training.pix2pix import Pix2PixConfig, build_generator
+    from napari_gan.core.families.pix2pix import Pix2PixConfig, build_generator
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -144,7 +144,7 @@ def child_train(inp: str, tgt: str, steps: int, threads: int) -> dict:
 
     from napari_gan.core.data import paired_set_from_files
     from napari_gan.core.training.base import Budget
-    from napari_gan.core.training.pix2pix import Pix2PixConfig, Pix2PixTrainer
+    from napari_gan.core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer
 
     torch.set_num_threads(threads)
     with PeakMemory() as mem, tempfile.TemporaryDirectory() as out:

@@ -52,7 +52,7 @@ def pix2pix_trainer(device, batch: int = 8, patch: int = 96, adv_weight: float =
     """A Pix2Pix trainer on synthetic noisy/clean pairs; adversarial from the first step."""
     from napari_gan.core.data import PairedSet, poisson_gaussian_noise
     from napari_gan.core.training.base import Budget
-    from napari_gan.core.training.pix2pix import Pix2PixConfig, Pix2PixTrainer
+    from napari_gan.core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer
 
     clean = smooth_planes(planes, size)
     rng = np.random.default_rng(1)
@@ -69,7 +69,7 @@ def stylegan2_trainer(device, resolution: int, size: str = "small", batch: int |
                       compile: bool = False, amp: bool = True, out_dir: str | None = None):
     """A StyleGAN2 trainer (auto hyper-parameters) on synthetic structured images."""
     from napari_gan.core.training.base import Budget
-    from napari_gan.core.training.stylegan2 import ImageSet, StyleGAN2Config, StyleGAN2Trainer
+    from napari_gan.core.families.stylegan2 import ImageSet, StyleGAN2Config, StyleGAN2Trainer
 
     planes = smooth_planes(4, max(4 * resolution, 256))
     data = ImageSet.build(planes, resolution)
@@ -149,7 +149,7 @@ def predictor(device, width: int = 32, depth: int = 3):
 
     from napari_gan.core.data import Normalizer
     from napari_gan.core.inference import Predictor
-    from napari_gan.core.training.pix2pix import Pix2PixConfig, build_generator
+    from napari_gan.core.families.pix2pix import Pix2PixConfig, build_generator
 
     torch.manual_seed(0)
     cfg = Pix2PixConfig(width=width, depth=depth)

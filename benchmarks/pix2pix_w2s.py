@@ -27,7 +27,7 @@ METHODS = {
 
 def train(method_kw: dict, noisy, clean, budget, device, out_dir, seed=0):
     from napari_gan.core.data import PairedSet
-    from napari_gan.core.training.pix2pix import Pix2PixConfig, Pix2PixTrainer
+    from napari_gan.core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer
 
     cfg = Pix2PixConfig(task="denoise", **method_kw)
     data = PairedSet.build([n[None] for n in noisy], [c[None] for c in clean])

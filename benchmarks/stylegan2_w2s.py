@@ -27,7 +27,7 @@ from napari_gan.core.device import describe_device, resolve_device
 from napari_gan.core.io import expand_paths, read_tiff
 from napari_gan.core.metrics import patch_swd
 from napari_gan.core.training.base import Budget
-from napari_gan.core.training.stylegan2 import (CropSampler, ImageSet, StyleGAN2Config, StyleGAN2Trainer,
+from napari_gan.core.families.stylegan2 import (CropSampler, ImageSet, StyleGAN2Config, StyleGAN2Trainer,
                                                 image_grid)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ def toy_pair():
 
 @pytest.fixture
 def tiny_cfg():
-    from napari_gan.core.training.pix2pix import Pix2PixConfig
+    from napari_gan.core.families.pix2pix import Pix2PixConfig
 
     def make(**kw):
         base = dict(depth=2, width=8, disc_width=8, disc_layers=2, patch=32, batch=2, val_fraction=0.2)

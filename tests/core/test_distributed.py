@@ -138,7 +138,7 @@ def test_batch_must_split_evenly_over_processes(monkeypatch, tmp_path):
     from napari_gan.core.errors import NapariGanError
     from napari_gan.core.samples import synthetic_nuclei
     from napari_gan.core.training.base import Budget
-    from napari_gan.core.training.stylegan2 import ImageSet, StyleGAN2Config, StyleGAN2Trainer
+    from napari_gan.core.families.stylegan2 import ImageSet, StyleGAN2Config, StyleGAN2Trainer
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     cfg = StyleGAN2Config(resolution=16, batch=3, channel_base=64, channel_max=8, z_dim=8, w_dim=8)

@@ -19,7 +19,7 @@ from napari_gan.core.generation import load_generator
 from napari_gan.core.losses import r1_penalty
 from napari_gan.core.models.stylegan2 import Discriminator, Generator, downsample2
 from napari_gan.core.training.base import Budget
-from napari_gan.core.training.stylegan2 import (AdaptiveAugment, ImageSet, StyleGAN2Config,
+from napari_gan.core.families.stylegan2 import (AdaptiveAugment, ImageSet, StyleGAN2Config,
                                                 StyleGAN2Trainer, augment, auto_hyperparameters,
                                                 ema_beta, ema_update, image_set_from_files)
 

@@ -8,7 +8,7 @@ from napari_gan.core import checkpoint
 from napari_gan.core.data import PairedSet
 from napari_gan.core.errors import NapariGanError
 from napari_gan.core.training.base import Budget
-from napari_gan.core.training.pix2pix import Pix2PixConfig, Pix2PixTrainer
+from napari_gan.core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer
 
 CPU = torch.device("cpu")
 

@@ -75,7 +75,7 @@ def pix2pix_models(tmp_path_factory):
     from napari_gan.core.data import PairedSet, blur_downsample
     from napari_gan.core.device import resolve_device
     from napari_gan.core.training.base import Budget
-    from napari_gan.core.training.pix2pix import Pix2PixConfig, Pix2PixTrainer
+    from napari_gan.core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer
 
     root = tmp_path_factory.mktemp("models")
     clean = smooth_image((64, 64))
@@ -106,7 +106,7 @@ def stylegan2_model(tmp_path_factory):
     from napari_gan.core.device import resolve_device
     from napari_gan.core.samples import synthetic_nuclei
     from napari_gan.core.training.base import Budget
-    from napari_gan.core.training.stylegan2 import ImageSet, StyleGAN2Config, StyleGAN2Trainer
+    from napari_gan.core.families.stylegan2 import ImageSet, StyleGAN2Config, StyleGAN2Trainer
 
     out = tmp_path_factory.mktemp("sg2") / "nuclei-run"
     stack = synthetic_nuclei(8, 32)

@@ -119,7 +119,7 @@ def test_stylegan2_with_too_few_images(viewer, train_widget, notes):
 def test_out_of_memory_during_training(qtbot, monkeypatch, viewer, train_widget, notes, pair):
     import torch
 
-    from napari_gan.core.training.pix2pix import Pix2PixTrainer
+    from napari_gan.core.families.pix2pix import Pix2PixTrainer
 
     def oom(self, fraction):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -333,7 +333,7 @@ class TrainWidget(QWidget):
 
     def _plan_pix2pix(self, resume: bool) -> TrainingPlan:
         from ..core.data import PairedSet
-        from ..core.training.pix2pix import Pix2PixConfig, Pix2PixTrainer, stored_config_and_norms
+        from ..core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer, stored_config_and_norms
 
         task, scale = {PIX2PIX_DENOISE: ("denoise", 1), PIX2PIX_SR2: ("sr", 2), PIX2PIX_SR4: ("sr", 4)}[self.kind]
         inp_layer, tgt_layer = self.input_layer.value, self.target_layer.value
@@ -391,7 +391,7 @@ class TrainWidget(QWidget):
             metric_names=[f"{trainer.val_prefix}_psnr", f"{trainer.val_prefix}_ssim"], loss_names=["l1", "d", "g_adv"])
 
     def _plan_stylegan2(self, resume: bool) -> TrainingPlan:
-        from ..core.training.stylegan2 import (
+        from ..core.families.stylegan2 import (
             ImageSet, StyleGAN2Config, StyleGAN2Trainer, stored_config_and_norm,
         )
 

@@ -29,7 +29,7 @@ def run(args) -> int:
     from ..core.io import check_writable, write_tiff
     from ..core.metrics import psnr, ssim
     from ..core.training.base import Budget
-    from ..core.training.pix2pix import Pix2PixConfig, Pix2PixTrainer
+    from ..core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer
     from .common import run_trainer
 
     out: Path = args.out

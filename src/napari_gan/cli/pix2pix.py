@@ -49,7 +49,7 @@ def train(args) -> int:
     from ..core.device import describe_device, resolve_device
     from ..core.errors import NapariGanError
     from ..core.training.base import Budget
-    from ..core.training.pix2pix import Pix2PixConfig, Pix2PixTrainer, stored_config_and_norms
+    from ..core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer, stored_config_and_norms
     from ..core import checkpoint
 
     budget = Budget(args.steps, args.minutes)

@@ -52,7 +52,7 @@ def add_train_parser(sub) -> None:
 
 def _config_from_args(args, device):
     from ..core.errors import NapariGanError
-    from ..core.training.stylegan2 import StyleGAN2Config
+    from ..core.families.stylegan2 import StyleGAN2Config
 
     if args.resolution is None:
         raise NapariGanError("Give the image size to generate with --resolution (e.g. 64, 128 or 256).")
@@ -71,7 +71,7 @@ def train(args) -> int:
     from ..core import checkpoint
     from ..core.device import describe_device, resolve_device
     from ..core.training.base import Budget
-    from ..core.training.stylegan2 import StyleGAN2Trainer, image_set_from_files, stored_config_and_norm
+    from ..core.families.stylegan2 import StyleGAN2Trainer, image_set_from_files, stored_config_and_norm
     from .pix2pix import _nothing_to_resume, _refuse_overwrite
 
     budget = Budget(args.steps, args.minutes, args.kimg)

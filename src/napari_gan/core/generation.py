@@ -114,7 +114,7 @@ def _check_truncation(psi: float) -> None:
 
 def load_generator(path: str | Path, device: str = "auto") -> ImageGenerator:
     """Load a StyleGAN2 model file (or run folder); Pix2Pix and foreign files are refused."""
-    from .training.stylegan2 import StyleGAN2Config, build_generator
+    from .families.stylegan2 import StyleGAN2Config, build_generator
 
     loaded = checkpoint.load(path)
     if loaded.kind != "stylegan2":

@@ -306,7 +306,7 @@ class Predictor:
 
 def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
     """Load a Pix2Pix model file (or run folder) for prediction."""
-    from .training.pix2pix import Pix2PixConfig, build_generator
+    from .families.pix2pix import Pix2PixConfig, build_generator
 
     loaded = checkpoint.load(path)
     if loaded.kind != "pix2pix":

@@ -22,8 +22,8 @@ from ..losses import GAN_MODES, discriminator_loss, generator_loss, gradient_pen
 from ..metrics import psnr, ssim
 from ..models.patchgan import PatchGANDiscriminator
 from ..models.unet import UNetGenerator
-from . import patches
-from .base import Budget, StoredConfig, Trainer
+from ..training import patches
+from ..training.base import Budget, StoredConfig, Trainer
 
 TASKS = ("denoise", "sr")
 

@@ -43,7 +43,7 @@ from ..errors import NapariGanError
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from ..metrics import patch_swd
 from ..models.stylegan2 import Discriminator, Generator
-from .base import Budget, StoredConfig, Trainer
+from ..training.base import Budget, StoredConfig, Trainer
 
 MIN_CROPS = 8
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024
