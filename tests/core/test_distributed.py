@@ -23,7 +23,7 @@ def test_single_process_helpers_are_no_ops():
     from napari_gan.core import distributed
 
     assert not distributed.active()
-    assert distributed.agree(0.25, False, torch.device("cpu")) == (0.25, False)
+    assert distributed.agree((0.25, 0.5), False, torch.device("cpu")) == ((0.25, 0.5), False)
     assert distributed.mean_values([torch.tensor(2.0), torch.tensor(3.0)], torch.device("cpu")) == [2.0, 3.0]
     m = torch.nn.Linear(2, 2)
     assert distributed.wrap(m, torch.device("cpu")) is m

@@ -1,6 +1,6 @@
 """The ``napari-gan`` command line: a thin face over :mod:`napari_gan.core`.
 
-Sub-commands: ``train pix2pix``, ``train stylegan2``, ``predict``, ``generate``, ``demo``.
+Sub-commands: ``train FAMILY`` (one per registered family), ``predict``, ``generate``, ``demo``.
 Every user error is printed as one line starting with ``error:`` (exit status 2), never
 as a traceback.
 """
@@ -14,20 +14,19 @@ from .. import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, pix2pix, stylegan2
+    from ..core import families
+    from . import apply, demo, train
 
+    listed = "; ".join(f"{f.name}: {f.summary}" for f in families.all_families())
     parser = argparse.ArgumentParser(
         prog="napari-gan",
-        description="Train and apply GANs on microscopy images (Pix2Pix restoration, StyleGAN2 generation).",
+        description=f"Train and apply GANs on microscopy images. Model families: {listed}.",
     )
     parser.add_argument("--version", action="version", version=f"napari-gan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = sub.add_parser("train", help="train a model").add_subparsers(
-        dest="family", required=True, metavar="FAMILY")
-    pix2pix.add_train_parser(train)
-    stylegan2.add_train_parser(train)
-    pix2pix.add_predict_parser(sub)
-    stylegan2.add_generate_parser(sub)
+    train.add_parsers(sub)
+    apply.add_predict_parser(sub)
+    apply.add_generate_parser(sub)
     demo.add_parser(sub)
     return parser
 

@@ -11,28 +11,8 @@ from pathlib import Path
 from ..core.events import TrainEvent, format_seconds
 
 
-def add_budget_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("budget (at least one)")
-    g.add_argument("--minutes", type=float, help="wall-clock training time for this run")
-    g.add_argument("--steps", type=int, help="total number of optimisation steps")
-
-
 def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or mps")
-
-
-def add_seed_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed repeats a run on the same device")
-
-
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, type=Path, help="run folder for the model files")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    add_seed_arg(p)
-    add_device_arg(p)
-    p.add_argument("--val-every", type=int, default=200, help="validate and save every N steps")
-    p.add_argument("--log-every", type=int, default=20, help="print losses every N steps")
-    p.add_argument("--quiet", action="store_true", help="print only the final summary")
 
 
 def run_trainer(trainer, quiet: bool = False, out=None) -> TrainEvent:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_device_arg, add_seed_arg
+from .common import add_device_arg
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,10 @@ def add_parser(sub) -> None:
     p.add_argument("--minutes", type=float, default=1.0, help="training time")
     p.add_argument("--steps", type=int, help="train a fixed number of steps instead")
     add_device_arg(p)
-    add_seed_arg(p)
+    from ..core import settings
+    from ..core.training.base import RunSettings
+
+    settings.add_arguments(p, RunSettings, only=("seed",))
     p.set_defaults(func=run)
 
 

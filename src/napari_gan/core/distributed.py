@@ -83,16 +83,16 @@ def _tensor_device(device: torch.device) -> torch.device:
     return device if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
-def agree(fraction: float, stop: bool, device: torch.device) -> tuple[float, bool]:
-    """Rank 0's budget fraction (so every process uses the same schedule) and whether any
-    process asked to stop. One all-reduce of two numbers."""
+def agree(values: tuple[float, ...], stop: bool, device: torch.device) -> tuple[tuple[float, ...], bool]:
+    """Rank 0's ``values`` (its budget fraction and schedule position, so every process follows
+    the same clock) and whether any process asked to stop. One all-reduce."""
     if not active():
-        return fraction, stop
+        return tuple(values), stop
     rank0 = dist.get_rank() == 0
-    t = torch.tensor([fraction if rank0 else 0.0, 1.0 if stop else 0.0], dtype=torch.float64,
+    t = torch.tensor([v if rank0 else 0.0 for v in values] + [1.0 if stop else 0.0], dtype=torch.float64,
                      device=_tensor_device(device))
     dist.all_reduce(t)
-    return float(t[0]), bool(t[1] > 0)
+    return tuple(float(v) for v in t[:-1]), bool(t[-1] > 0)
 
 
 def mean_values(values: list[torch.Tensor], device: torch.device) -> list[float]:

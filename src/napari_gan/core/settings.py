@@ -151,13 +151,13 @@ def defaults(cls) -> dict:
 
 # ----------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser, cls, title: str | None = None,
-                  exclude: tuple[str, ...] = ()) -> None:
+                  only: tuple[str, ...] | None = None) -> None:
     """One option per declared setting (shown defaults are the declared ones)."""
     group = parser.add_argument_group(title) if title else parser
     for d in declared(cls):
-        if not d.spec.cli or d.name in exclude:
+        if not d.spec.cli or (only is not None and d.name not in only):
             continue
-        help_text = d.spec.help
+        help_text = d.spec.help.replace("%", "%%")   # argparse formats help with %
         if d.spec.min is not None or d.spec.max is not None:
             help_text += f" [{_range_text(d)}]"
         if d.optional:
@@ -167,7 +167,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls, title: str | None = None
         if d.type is bool:
             if d.default:
                 flag = d.spec.flag or "--no-" + d.name.replace("_", "-")
-                group.add_argument(flag, dest=d.name, action="store_false", default=True, help=help_text)
+                group.add_argument(flag, dest=d.name, action="store_false", default=True,
+                                   help="turn off: " + help_text)
             else:
                 group.add_argument(d.flag, dest=d.name, action="store_true", default=False, help=help_text)
             continue
@@ -175,13 +176,18 @@ def add_arguments(parser: argparse.ArgumentParser, cls, title: str | None = None
                            choices=d.spec.values() or None, help=help_text)
 
 
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
 def _range_text(d: Declared) -> str:
     lo, hi = d.spec.min, d.spec.max
-    if lo is not None and hi is not None:
-        return f"{lo:g} to {hi:g}"
+    parts = []
     if lo is not None:
-        return f"{'>' if d.spec.min_exclusive else '>='} {lo:g}"
-    return f"<= {hi:g}"
+        parts.append(f"{'>' if d.spec.min_exclusive else '>='} {_number(lo)}")
+    if hi is not None:
+        parts.append(f"<= {_number(hi)}")
+    return ", ".join(parts)
 
 
 def _metavar(d: Declared) -> str | None:

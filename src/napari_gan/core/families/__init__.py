@@ -1,1 +1,225 @@
-"""Model families: one module each; the registry is filled in below."""
+"""Model families: one module each, listed in one registry.
+
+A family declares what the command line and the widgets need to know, so neither face
+has to name a family:
+
+* ``config_class``: a dataclass of settings declared once (:mod:`napari_gan.core.settings`);
+* ``inputs``: the image sets it trains on (``--input``/``--target``, ``--images``, ...);
+* ``apply_mode``: ``"image"`` (restores or translates an input image: ``predict``) or
+  ``"noise"`` (generates images from Gaussian noise: ``generate``);
+* ``plot``: the losses and metrics its live plot shows;
+* ``make_config``, ``make_trainer``, ``load_applier``, ``describe``: the calls behind them.
+
+A new family is one module that defines a :class:`Family` subclass and calls
+:func:`register`; :func:`all_families` is what the faces iterate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NapariGanError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..training.base import Budget, Trainer
+
+BUILTIN = ("pix2pix", "stylegan2")
+
+_registry: dict[str, "Family"] = {}
+_loaded = False
+
+
+@dataclass(frozen=True)
+class DataInput:
+    """One set of training images a family needs: ``--NAME PATH`` on the command line, a
+    layer picker in the Train widget."""
+
+    name: str
+    help: str
+    label: str | None = None
+    optional: bool = False
+    paired_with: str | None = None   # files matched by name with this input's files
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True)
+class Plot:
+    """What the live plot and status line show for a family."""
+
+    losses: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()      # validation metrics (the first one is the score)
+    status: tuple[str, ...] = ()       # other values of the progress events shown as text
+
+
+class Family:
+    """Base of every family; subclasses set the class attributes and implement the calls."""
+
+    name: str = ""
+    title: str = ""
+    summary: str = ""
+    config_class: type = object
+    inputs: tuple[DataInput, ...] = ()
+    apply_mode: str = "image"          # "image" (predict) or "noise" (generate)
+    plot: Plot = Plot()
+    networks: tuple[str, ...] = ("generator",)   # networks stored in model files
+
+    # ------------------------------------------------------------------ settings
+    def make_config(self, values: dict[str, Any], device: "torch.device"):
+        """A checked configuration from setting values (missing ones take their defaults)."""
+        from .. import settings
+
+        known = {d.name for d in settings.declared(self.config_class)}
+        cfg = self.config_class(**{k: v for k, v in values.items() if k in known})
+        settings.check(cfg)
+        return cfg
+
+    architecture_fields: tuple[str, ...] = ()   # config fields stored as the file's architecture
+
+    def config_from_header(self, header):
+        """The configuration stored in a model file or training state, checked against the
+        declarations (architecture plus the training record)."""
+        from .. import settings
+
+        return settings.from_dict(self.config_class, stored_config(header), f"'{header.path}'")
+
+    def split_config(self, cfg) -> tuple[dict, dict]:
+        """(architecture, training record) of a configuration, as stored in model files."""
+        values = dataclasses.asdict(cfg)
+        arch = {k: v for k, v in values.items() if k in self.architecture_fields}
+        return arch, {k: v for k, v in values.items() if k not in arch}
+
+    # ------------------------------------------------------------------ training
+    def make_trainer(self, cfg, images: dict[str, list], out_dir, budget: "Budget",
+                     device: "torch.device", seed: int, normalization: dict | None,
+                     **run) -> "Trainer":
+        """A trainer on ``images`` (input name -> list of (C, H, W) planes with names);
+        ``normalization`` is the stored one when resuming."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ applying
+    def load_applier(self, header, device: str = "auto", amp: bool = True):
+        """A ready predictor (apply_mode "image") or generator (apply_mode "noise")."""
+        raise NotImplementedError
+
+    def describe(self, header) -> str:
+        """One line about a model file of this family, from its header."""
+        return f"{self.title} model"
+
+    def output_scale(self, cfg) -> int:
+        """How many output pixels per input pixel along Y and X (super-resolution)."""
+        return 1
+
+
+def stored_config(header) -> dict:
+    """Every configuration value a file holds: its training record, then its architecture."""
+    training = header.raw.get("training") if isinstance(header.raw, dict) else None
+    return {**(training if isinstance(training, dict) else {}), **header.architecture}
+
+
+def register(family: Family) -> Family:
+    _load_builtin()
+    if not family.name or family.name in _registry:
+        raise ValueError(f"family name {family.name!r} is empty or already registered")
+    if family.apply_mode not in ("image", "noise"):
+        raise ValueError(f"apply_mode must be 'image' or 'noise', not {family.apply_mode!r}")
+    _registry[family.name] = family
+    return family
+
+
+def unregister(name: str) -> None:
+    _registry.pop(name, None)
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if not _loaded:   # set first: the built-in modules call register() as they load
+        _loaded = True
+        for name in BUILTIN:
+            importlib.import_module(f"{__name__}.{name}")
+
+
+def all_families() -> list[Family]:
+    _load_builtin()
+    return list(_registry.values())
+
+
+def get(name: str) -> Family:
+    _load_builtin()
+    if name not in _registry:
+        raise NapariGanError(f"Unknown model family '{name}'; this napari-gan knows "
+                             f"{', '.join(_registry)}.")
+    return _registry[name]
+
+
+def for_header(header) -> Family:
+    """The family of a model file (a clear error for one this version does not know)."""
+    _load_builtin()
+    if header.family not in _registry:
+        raise NapariGanError(f"'{header.path}' holds a '{header.family}' model, which this version of "
+                             f"napari-gan cannot use (it knows {', '.join(_registry)}).")
+    return _registry[header.family]
+
+
+@dataclass
+class Images:
+    """Training images of one input: (C, H, W) planes (possibly memory-mapped) and names."""
+
+    planes: list = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+
+def images_from_files(family: Family, paths: dict, channels: int = 1) -> dict[str, Images]:
+    """Read every given input of ``family`` from TIFF files or folders (memory-mapped where
+    possible). Inputs paired with another are matched to it by file name, plane by plane."""
+    from ..data import to_planes
+    from ..io import expand_paths, match_pairs, read_tiff
+
+    def planes_of(path):
+        stack, _ = to_planes(read_tiff(path, memmap=True), channels, name=f"'{path.name}'")
+        return [stack[i] for i in range(len(stack))]
+
+    def label(path, i, n):
+        return f"'{path.name}'" if n == 1 else f"'{path.name}' plane {i + 1}"
+
+    out: dict[str, Images] = {}
+    for inp in family.inputs:
+        if paths.get(inp.name) is None or inp.paired_with:
+            continue
+        partners = [p for p in family.inputs if p.paired_with == inp.name and paths.get(p.name) is not None]
+        if not partners:
+            files = expand_paths(paths[inp.name])
+            images = out.setdefault(inp.name, Images())
+            for f in files:
+                planes = planes_of(f)
+                images.planes += planes
+                images.names += [label(f, i, len(planes)) for i in range(len(planes))]
+            continue
+        for partner in partners:
+            first, second = out.setdefault(inp.name, Images()), out.setdefault(partner.name, Images())
+            for a, b in match_pairs(paths[inp.name], paths[partner.name]):
+                pa, pb = planes_of(a), planes_of(b)
+                if len(pa) != len(pb):
+                    raise NapariGanError(f"'{a.name}': the {inp.title.lower()} has {len(pa)} plane(s) but the "
+                                         f"{partner.title.lower()} has {len(pb)}.")
+                first.planes += pa
+                second.planes += pb
+                first.names += [label(a, i, len(pa)) for i in range(len(pa))]
+                second.names += [label(b, i, len(pb)) for i in range(len(pb))]
+    missing = [p for p in family.inputs if p.paired_with and paths.get(p.name) is not None
+               and paths.get(p.paired_with) is None]
+    if missing:
+        partner = "--" + missing[0].paired_with.replace("_", "-")
+        raise NapariGanError(f"{missing[0].flag} needs {partner} too.")
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import checkpoint, distributed
+from .. import checkpoint, distributed, settings
 from ..data import Normalizer, PairedPatchSampler, PairedSet, validation_crops
 from ..device import autocast, configure_backends, prefers_channels_last
 from ..errors import NapariGanError
@@ -23,62 +23,91 @@ from ..metrics import psnr, ssim
 from ..models.patchgan import PatchGANDiscriminator
 from ..models.unet import UNetGenerator
 from ..training import patches
-from ..training.base import Budget, StoredConfig, Trainer
+from ..settings import setting
+from . import DataInput, Family, Plot, register, stored_config
+from ..training.base import Budget, Trainer
 
 TASKS = ("denoise", "sr")
 
 
+NORMALIZE_CHOICES = (("auto", "auto"), ("whole data set", "dataset"), ("each image", "image"))
+#: network fields stored as the model file's architecture (the rest goes in its training record)
+ARCHITECTURE = ("task", "scale", "in_channels", "out_channels", "depth", "width", "norm", "residual")
+
+
 @dataclass
-class Pix2PixConfig(StoredConfig):
+class Pix2PixConfig:
     """Everything that defines a Pix2Pix model and its training (saved in the model file)."""
 
-    task: str = "denoise"
-    scale: int = 1
+    task: str = setting("denoise", "what the model learns: denoise (output the size of the input) or "
+                        "sr (super-resolution, --scale times larger)", choices=TASKS)
+    scale: int = setting(1, "output pixels per input pixel along Y and X: 1 for denoise, 2 or 4 for sr",
+                         choices=(1, 2, 4))
+    channels: int = setting(1, "channels per image (the channel axis is read from the file's axes)",
+                            min=1, max=64, widget=False)
     in_channels: int = 1
     out_channels: int = 1
-    depth: int = 3
-    width: int = 32
+    depth: int = setting(3, "uNet levels", min=1, max=6, advanced=True)
+    width: int = setting(32, "uNet channels at the first level", min=1, max=1024, advanced=True)
     norm: str = "none"
     residual: bool = True
-    disc_width: int = 32
-    disc_layers: int = 3
-    spectral_norm: bool = True
-    gan_mode: str = "lsgan"
-    adv_weight: float = 1.0
-    l1_weight: float = 100.0
-    adv_warmup: float = 0.3
-    gp_weight: float = 10.0
-    lr: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_decay: bool = True
-    patch: int = 96
-    batch: int = 8
-    val_fraction: float = 0.1
-    amp: bool = True
+    disc_width: int = setting(32, "PatchGAN discriminator channels at its first layer", min=1, max=1024,
+                              advanced=True, label="Discriminator width")
+    disc_layers: int = setting(3, "PatchGAN layers (3: the classic 70x70 receptive field)", min=1, max=6,
+                               advanced=True, label="Discriminator layers")
+    spectral_norm: bool = setting(True, "spectral normalisation in the discriminator", advanced=True)
+    gan_mode: str = setting("lsgan", "adversarial loss", choices=GAN_MODES, flag="--gan-loss",
+                            label="GAN loss", advanced=True)
+    adv_weight: float = setting(1.0, "weight of the adversarial loss; 0 trains a plain uNet with L1 only",
+                                min=0, max=1e6, advanced=True, label="Adversarial weight")
+    l1_weight: float = setting(100.0, "weight of the L1 loss", min=0, max=1e6, advanced=True, label="L1 weight")
+    adv_warmup: float = setting(0.3, "fraction of the schedule trained with L1 only before the "
+                                "discriminator joins", min=0, max=1, advanced=True, label="Adversarial warm-up")
+    gp_weight: float = setting(10.0, "gradient-penalty weight (wgan-gp)", min=0, max=1e6, advanced=True)
+    lr: float = setting(2e-4, "Adam learning rate of the generator", min=0, min_exclusive=True, max=1,
+                        label="Learning rate")
+    lr_d: float | None = setting(None, "Adam learning rate of the discriminator", min=0, min_exclusive=True,
+                                 max=1, auto="the generator's", advanced=True,
+                                 label="Discriminator learning rate")
+    beta1: float = setting(0.5, "Adam beta1", min=0, max=0.9999, advanced=True)
+    beta2: float = setting(0.999, "Adam beta2", min=0, max=0.9999999, advanced=True)
+    lr_decay: bool = setting(True, "cosine decay of the learning rates to 5% over the second half of "
+                             "the schedule", advanced=True, label="Learning-rate decay")
+    patch: int = setting(96, "training patch size in input pixels", min=8, max=4096, label="Patch size")
+    batch: int = setting(8, "patches per step (over all processes under torchrun)", min=1, max=4096,
+                         label="Batch size")
+    val_fraction: float = setting(0.1, "bottom fraction of each image's rows held out for validation "
+                                  "(when no validation images are given)", min=0, max=0.8, advanced=True,
+                                  label="Validation fraction")
+    normalize: str = setting("auto", "input intensity range: one for the whole data set, or each image its "
+                             "own (images scaled one by one, e.g. autoscaled 8-bit exports); auto measures "
+                             "which makes the input-target relation consistent", choices=NORMALIZE_CHOICES,
+                             advanced=True, label="Input normalisation")
+    amp: bool = setting(True, "bf16 autocast on CUDA and on CPUs with native bf16 (off: float32 "
+                        "throughout)", flag="--no-amp", advanced=True, label="bf16 where it is faster")
+    compile: bool = setting(False, "torch.compile the networks (faster steps on a GPU after a minute of "
+                            "compiling)", widget=False)
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise NapariGanError(f"Unknown task '{self.task}'; choose 'denoise' or 'sr'.")
-        if self.task == "denoise":
-            if self.scale not in (1,):
-                raise NapariGanError("Denoising keeps the image size; --scale applies only to --task sr.")
-        elif self.scale not in (2, 4):
-            raise NapariGanError(f"Super-resolution scale must be 2 or 4, not {self.scale}.")
-        if self.gan_mode not in GAN_MODES:
-            raise NapariGanError(f"Unknown GAN loss '{self.gan_mode}'; choose one of {', '.join(GAN_MODES)}.")
-        if not 1 <= self.depth <= 6:
-            raise NapariGanError("The uNet depth must be between 1 and 6.")
+        settings.check(self)
+        if self.lr_d is None:
+            self.lr_d = self.lr
+        if self.task == "denoise" and self.scale != 1:
+            raise NapariGanError("Denoising keeps the image size; --scale 2 or 4 needs --task sr.")
+        if self.task == "sr" and self.scale not in (2, 4):
+            raise NapariGanError("Super-resolution (--task sr) needs --scale 2 or 4.")
         if self.patch < 2**self.depth:
-            raise NapariGanError(f"The patch size must be at least {2**self.depth} for depth {self.depth}.")
-        if self.batch < 1 or self.width < 1:
-            raise NapariGanError("Batch size and width must be positive.")
-        if not 0 <= self.val_fraction < 0.9:
-            raise NapariGanError("The validation fraction must be between 0 and 0.9.")
-        if self.adv_weight < 0 or self.l1_weight < 0:
-            raise NapariGanError("Loss weights cannot be negative.")
+            raise NapariGanError(f"The patch size must be at least {2**self.depth} for a uNet of depth "
+                                 f"{self.depth}.")
+        smallest = 3 * 2**self.disc_layers
+        if self.patch * self.scale < smallest:
+            raise NapariGanError(
+                f"Patches of {self.patch} pixels{' x' + str(self.scale) if self.scale > 1 else ''} are too "
+                f"small for a discriminator of {self.disc_layers} layers (it needs at least {smallest} "
+                "output pixels); use a larger --patch or fewer --disc-layers.")
 
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def build_generator(cfg: Pix2PixConfig) -> UNetGenerator:
@@ -130,7 +159,7 @@ class Pix2PixTrainer(Trainer):
         # self.G/self.D stay plain for saving, validation and passes needing no gradient sync.
         self.G_train = distributed.wrap(self.G, device)
         self.D_train = distributed.wrap(self.D, device)
-        if compile and cfg.gan_mode != "wgan-gp":   # no double backward through compiled code
+        if (compile or cfg.compile) and cfg.gan_mode != "wgan-gp":   # no double backward through compiled code
             self.G_train = torch.compile(self.G_train)
             self.D_train = torch.compile(self.D_train)
         if gpu_patches is None:
@@ -140,12 +169,19 @@ class Pix2PixTrainer(Trainer):
         self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
+    def describe(self) -> str:
+        cfg = self.cfg
+        what = cfg.task + (f" x{cfg.scale}" if cfg.scale > 1 else "")
+        norm = "per image" if self.data.input_norm.per_image else "over the data set"
+        return f"{what} on {len(self.data.inputs)} image(s), inputs normalised {norm}"
+
     # -------------------------------------------------------------------- steps
-    def _set_lr(self, fraction: float) -> None:
-        """Constant, then a cosine decay to 5% over the second half of the budget."""
-        factor = 1.0
-        if self.cfg.lr_decay and fraction > 0.5:
-            factor = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (fraction - 0.5) / 0.5))
+    def _set_lr(self, progress: float) -> None:
+        """Constant, then a cosine decay to 5% over the second half of the schedule (times the
+        learning-rate scale that NaN recovery lowers)."""
+        factor = self.lr_scale
+        if self.cfg.lr_decay and progress > 0.5:
+            factor *= 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (progress - 0.5) / 0.5))
         for opt, lr in ((self.opt_g, self.cfg.lr), (self.opt_d, self.cfg.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = lr * factor
@@ -164,11 +200,11 @@ class Pix2PixTrainer(Trainer):
             x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
         return x, y
 
-    def train_step(self, fraction: float) -> dict[str, float]:
+    def train_step(self, progress: float) -> dict[str, float]:
         cfg = self.cfg
-        self._set_lr(fraction)
+        self._set_lr(progress)
         x, y = self._batch()
-        adversarial = cfg.adv_weight > 0 and fraction >= cfg.adv_warmup
+        adversarial = cfg.adv_weight > 0 and progress >= cfg.adv_warmup
         self.G.train()
         with autocast(self.device, cfg.amp):
             fake = self.G_train(x)
@@ -241,9 +277,62 @@ class Pix2PixTrainer(Trainer):
         self.opt_d.load_state_dict(state["opt_d"])
 
 
-def stored_config_and_norms(state_path: Path) -> tuple[Pix2PixConfig, Normalizer, Normalizer]:
-    """Configuration and normalisation of a run to resume, so resumed training is identical."""
-    loaded = checkpoint.load(state_path, expect_kind="pix2pix", expect_role="training_state")
-    norms = loaded.normalization
-    return (Pix2PixConfig.from_dict(loaded.config), Normalizer.from_dict(norms["input"]),
-            Normalizer.from_dict(norms["target"]))
+class Pix2PixFamily(Family):
+    name = "pix2pix"
+    title = "Pix2Pix"
+    summary = "restore or translate images, learnt from pairs (denoising, 2x/4x super-resolution)"
+    config_class = Pix2PixConfig
+    inputs = (
+        DataInput("input", "degraded images: a TIFF file or a folder of TIFFs", label="Input"),
+        DataInput("target", "clean or high-resolution images matching the input (folders: pairs "
+                  "matched by file name)", label="Target", paired_with="input"),
+        DataInput("val_input", "validation input (default: the bottom rows of every training image are "
+                  "held out)", label="Validation input", optional=True),
+        DataInput("val_target", "validation target matching the validation input",
+                  label="Validation target", optional=True, paired_with="val_input"),
+    )
+    apply_mode = "image"
+    plot = Plot(losses=("l1", "d", "g_adv"), metrics=("val_psnr", "val_ssim", "train_psnr", "train_ssim"))
+    architecture_fields = ARCHITECTURE
+
+    def make_trainer(self, cfg, images, out_dir, budget, device, seed, normalization, **run):
+        norms = (None, None)
+        if normalization:
+            norms = (Normalizer.from_dict(normalization["input"]), Normalizer.from_dict(normalization["target"]))
+        inp, tgt = images["input"], images["target"]
+        data = PairedSet.build(inp.planes, tgt.planes, cfg.scale, inp.names, *norms,
+                               normalization=cfg.normalize)
+        val = None
+        vin, vtg = images.get("val_input"), images.get("val_target")
+        if (vin is None) != (vtg is None):
+            raise NapariGanError("Give both a validation input and a validation target, or neither.")
+        if vin is not None:
+            val = PairedSet.build(vin.planes, vtg.planes, cfg.scale, vin.names, data.input_norm,
+                                  data.target_norm)
+        return Pix2PixTrainer(cfg, data, out_dir, budget, device, seed, val_data=val, **run)
+
+    def load_applier(self, header, device="auto", amp=True):
+        from ..device import resolve_device
+        from ..inference import Predictor
+
+        cfg = self.config_from_header(header)
+        try:
+            norms = header.normalization
+            input_norm, target_norm = Normalizer.from_dict(norms["input"]), Normalizer.from_dict(norms["target"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NapariGanError(f"'{header.path}' has a damaged normalisation in its header ({exc}).") from exc
+        weights = checkpoint.load_networks(header, ["generator"])["generator"]
+        generator = checkpoint.build_checked(lambda: build_generator(cfg), weights, header.path)
+        return Predictor(generator, cfg.to_dict(), input_norm, target_norm, resolve_device(device),
+                         header.path, amp=amp)
+
+    def describe(self, header) -> str:
+        cfg = stored_config(header)
+        what = "denoising" if cfg.get("task") == "denoise" else f"super-resolution x{cfg.get('scale')}"
+        return f"Pix2Pix {what}, {cfg.get('in_channels', 1)} channel(s)"
+
+    def output_scale(self, cfg) -> int:
+        return int(cfg.scale)
+
+
+register(Pix2PixFamily())

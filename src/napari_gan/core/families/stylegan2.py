@@ -36,14 +36,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import checkpoint, distributed
+from .. import checkpoint, distributed, settings
 from ..data import Normalizer, check_finite, dihedral, to_planes
 from ..device import autocast, configure_backends, prefers_channels_last
 from ..errors import NapariGanError
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from ..metrics import patch_swd
 from ..models.stylegan2 import Discriminator, Generator
-from ..training.base import Budget, StoredConfig, Trainer
+from ..settings import setting
+from . import DataInput, Family, Plot, register
+from ..training.base import Budget, Trainer
 
 MIN_CROPS = 8
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024
@@ -177,58 +179,84 @@ def auto_hyperparameters(resolution: int, batch: int | None = None, size: str = 
     }
 
 
+SIZE_CHOICES = ("auto", *SIZES)
+#: network fields stored as the model file's architecture (the rest goes in its training record)
+ARCHITECTURE = ("resolution", "channels", "size", "z_dim", "w_dim", "mapping_layers", "channel_base",
+                "channel_max", "mbstd_group")
+
+
 @dataclass
-class StyleGAN2Config(StoredConfig):
+class StyleGAN2Config:
     """A StyleGAN2 model and its training (saved in the model file).
 
     Fields left as ``None`` are filled by :func:`auto_hyperparameters`.
     """
 
-    resolution: int = 64
-    channels: int = 1
-    size: str = "small"
-    batch: int | None = None
-    z_dim: int | None = None
+    resolution: int = setting(64, "size of the generated images (random crops of this size are learnt)",
+                              choices=tuple(2**k for k in range(3, 11)))
+    channels: int = setting(1, "channels per image", min=1, max=16, widget=False)
+    size: str = setting("auto", "network width; auto: small on a CPU, full on a GPU", choices=SIZE_CHOICES,
+                        label="Network size")
+    batch: int | None = setting(None, "images per step, over all processes under torchrun", min=1, max=1024,
+                                auto="4096/resolution, at most 32; 4 for small", label="Batch size")
+    z_dim: int | None = setting(None, "latent (noise vector) length; also the w length", min=1, max=4096,
+                                auto="from the size", advanced=True)
     w_dim: int | None = None
-    mapping_layers: int = 2
-    channel_base: int | None = None
-    channel_max: int | None = None
+    mapping_layers: int = setting(2, "layers of the mapping network", min=1, max=16, advanced=True)
+    channel_base: int | None = setting(None, "feature maps = channel_base / resolution ...", min=1,
+                                       max=2**20, auto="from the size", advanced=True)
+    channel_max: int | None = setting(None, "... capped at channel_max", min=1, max=4096,
+                                      auto="from the size", advanced=True)
     mbstd_group: int | None = None
-    lr: float | None = None
-    gamma: float | None = None
-    ema_kimg: float | None = None
+    lr: float | None = setting(None, "Adam learning rate", min=0, min_exclusive=True, max=1,
+                               auto="0.0025", advanced=True, label="Learning rate")
+    gamma: float | None = setting(None, "R1 regularisation weight", min=0, max=1e6,
+                                  auto="0.0002 * resolution^2 / batch", advanced=True)
+    ema_kimg: float | None = setting(None, "half-life of the generator's moving average, in kimg", min=0,
+                                     max=1e6, auto="batch * 10/32", advanced=True)
     ema_rampup: float = 0.05
     r1_interval: int = 16
-    pl_weight: float | None = None
+    pl_weight: float | None = setting(None, "path-length regularisation weight, 0: off", min=0, max=1e6,
+                                      auto="0 for small, else 2", advanced=True)
     pl_interval: int = 4
     pl_batch_shrink: int = 2
     pl_decay: float = 0.01
-    style_mixing: float | None = None
-    augment: str = "ada"
-    aug_p: float = 0.0
-    ada_target: float = 0.6
+    style_mixing: float | None = setting(None, "style-mixing probability", min=0, max=1,
+                                         auto="0 for small, else 0.9", advanced=True)
+    augment: str = setting("ada", "ada: adaptive discriminator augmentation; none: fixed probability "
+                           "--aug-p", choices=(("adaptive (ADA)", "ada"), ("none", "none")),
+                           label="Augmentation")
+    aug_p: float = setting(0.0, "initial (or, with --augment none, fixed) augmentation probability",
+                           min=0, max=1, advanced=True)
+    ada_target: float = setting(0.6, "ADA's target for the sign of the real logits", min=0,
+                                min_exclusive=True, max=0.999, advanced=True)
     ada_interval: int = 4
-    ada_kimg: float = 100.0
-    mirror: bool = True
-    eval_images: int = 64
+    ada_kimg: float = setting(100.0, "kimg for the augmentation probability to go from 0 to 1", min=0,
+                              min_exclusive=True, max=1e6, advanced=True)
+    mirror: bool = setting(True, "random flips and 90-degree rotations of the training crops",
+                           flag="--no-mirror", advanced=True, label="Flips and rotations")
+    eval_images: int = setting(64, "images generated for the SWD quality figure", min=2, max=10_000,
+                               advanced=True)
     preview_grid: int = 4
-    amp: bool = True
-    compile: bool = False
+    amp: bool = setting(True, "bf16 autocast on CUDA and on CPUs with native bf16 (off: float32 "
+                        "throughout)", flag="--no-amp", advanced=True, label="bf16 where it is faster")
+    compile: bool = setting(False, "torch.compile the main passes (not the regularisers)", widget=False)
 
     def __post_init__(self):
-        r = self.resolution
-        if not (isinstance(r, int) and MIN_RESOLUTION <= r <= MAX_RESOLUTION and r & (r - 1) == 0):
-            raise NapariGanError(
-                f"The resolution must be a power of two between {MIN_RESOLUTION} and "
-                f"{MAX_RESOLUTION} (e.g. 64, 128 or 256), not {r}.")
-        if self.size not in SIZES:
-            raise NapariGanError(f"Unknown network size '{self.size}'; choose one of {', '.join(SIZES)}.")
-        if self.batch is not None and self.batch < 1:
-            raise NapariGanError("The batch size must be positive.")
-        for name, value in auto_hyperparameters(r, self.batch, self.size).items():
+        settings.check(self)
+        if self.size == "auto":
+            import torch
+
+            self.size = "full" if torch.cuda.is_available() else "small"
+        if self.w_dim is None and self.z_dim is not None:
+            self.w_dim = self.z_dim
+        for name, value in auto_hyperparameters(self.resolution, self.batch, self.size).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
         self._check()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     def _check(self) -> None:
         if self.channels < 1:
@@ -419,6 +447,10 @@ class StyleGAN2Trainer(Trainer):
         eval_rng = np.random.default_rng([seed, 7])
         self.eval_real = CropSampler(self.data, self.cfg.resolution, eval_rng, mirror=False).sample(self.cfg.eval_images)
 
+    def describe(self) -> str:
+        c = self.cfg
+        return f"{c.resolution}x{c.resolution} ({c.size}, batch {c.batch}) on {len(self.data.planes)} image(s)"
+
     @property
     def images_seen(self) -> int:
         return self.step * self.cfg.batch
@@ -490,7 +522,10 @@ class StyleGAN2Trainer(Trainer):
         self.opt_d.step()
         return loss.detach()
 
-    def train_step(self, fraction: float) -> dict[str, float]:
+    def train_step(self, progress: float) -> dict[str, float]:
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = self.cfg.lr * self.lr_scale
         self.G.train()
         self.D.train()
         # one synthesis pass serves both updates (a generator forward pass fewer): D learns on the fakes
@@ -574,10 +609,47 @@ class StyleGAN2Trainer(Trainer):
         self.sampler.rng = self.rng
 
 
-def stored_config_and_norm(state_path: Path) -> tuple[StyleGAN2Config, Normalizer]:
-    """Configuration and normalisation of a run to resume, so resumed training is identical."""
-    loaded = checkpoint.load(state_path, expect_kind="stylegan2", expect_role="training_state")
-    try:
-        return StyleGAN2Config.from_dict(loaded.config), Normalizer.from_dict(loaded.normalization["images"])
-    except (KeyError, TypeError) as exc:
-        raise NapariGanError(f"'{state_path}' has an incomplete or damaged header ({exc}).") from exc
+class StyleGAN2Family(Family):
+    name = "stylegan2"
+    title = "StyleGAN2"
+    summary = "generate new images like yours from Gaussian noise"
+    config_class = StyleGAN2Config
+    inputs = (DataInput("images", "a TIFF stack, one large image (random crops are taken) or a folder of "
+                        "TIFFs", label="Images"),)
+    apply_mode = "noise"
+    plot = Plot(losses=("g", "d", "r1", "pl"), metrics=("swd",), status=("kimg", "aug_p"))
+    architecture_fields = ARCHITECTURE
+
+    def make_config(self, values, device):
+        values = dict(values)
+        if values.get("size", "auto") == "auto":
+            values["size"] = "small" if device.type == "cpu" else "full"
+        return super().make_config(values, device)
+
+    def make_trainer(self, cfg, images, out_dir, budget, device, seed, normalization, **run):
+        norm = Normalizer.from_dict(normalization["images"]) if normalization else None
+        data = ImageSet.build(images["images"].planes, cfg.resolution, images["images"].names, norm)
+        return StyleGAN2Trainer(cfg, data, out_dir, budget, device, seed, **run)
+
+    def load_applier(self, header, device="auto", amp=True):
+        from ..device import resolve_device
+        from ..generation import ImageGenerator
+
+        if header.role != "model":
+            raise NapariGanError(f"'{header.path}' is a {header.role} file, not a model; give the run folder "
+                                 f"or its {checkpoint.MODEL_FILENAME}.")
+        cfg = self.config_from_header(header)
+        try:
+            norm = Normalizer.from_dict(header.normalization["images"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NapariGanError(f"'{header.path}' has a damaged normalisation in its header ({exc}).") from exc
+        weights = checkpoint.load_networks(header, ["generator"])["generator"]
+        generator = checkpoint.build_checked(lambda: build_generator(cfg), weights, header.path)
+        return ImageGenerator(generator, norm, resolve_device(device), cfg.to_dict(), header.path)
+
+    def describe(self, header) -> str:
+        res = header.architecture.get("resolution")
+        return "StyleGAN2 generator" + (f", {res}x{res} pixels" if res else "")
+
+
+register(StyleGAN2Family())

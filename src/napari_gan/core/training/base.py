@@ -15,29 +15,53 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from .. import checkpoint, distributed
+from .. import checkpoint, distributed, settings
 from ..device import distributed_info
 from ..errors import NapariGanError
 from ..events import TrainEvent
+from ..settings import setting
 
 MAX_ROLLBACKS = 3
+#: the step budget when neither a time limit nor kimg is given
+DEFAULT_STEPS = 2000
+#: after a NaN rollback the learning rates are multiplied by this (and the random streams change)
+ROLLBACK_LR_FACTOR = 0.5
 
 
-class StoredConfig:
-    """Mixin for the dataclass configurations saved in model files: ``from_dict`` reads one
-    back, ignoring keys that a newer or older version added."""
+@dataclass
+class RunSettings:
+    """Settings of a training run that every family shares (declared once)."""
 
-    @classmethod
-    def from_dict(cls, d: dict):
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    steps: int | None = setting(None, "total optimisation steps; a resumed run continues up to this number",
+                                min=1, max=10**9, auto=f"{DEFAULT_STEPS} unless a time limit or kimg is given",
+                                label="Steps")
+    minutes: float | None = setting(None, "wall-clock training time of this run", min=0, min_exclusive=True,
+                                    max=10**7, auto="no time limit", label="Time limit (min)")
+    kimg: float | None = setting(None, "thousands of training images to show (StyleGAN2's usual budget)",
+                                 min=0, min_exclusive=True, max=10**7, auto="no limit", advanced=True,
+                                 label="Budget (kimg)")
+    val_every: int = setting(200, "validate, update the preview and save the best model every N steps",
+                             min=1, max=10**9, label="Validate every")
+    log_every: int = setting(20, "report the losses every N steps", min=1, max=10**9, advanced=True,
+                             label="Plot every")
+    seed: int = setting(0, "random seed: the same seed repeats a run on the same device", min=0,
+                        max=2**31 - 1, advanced=True)
+
+    def __post_init__(self):
+        settings.check(self)
+
+    def budget(self) -> "Budget":
+        steps = self.steps
+        if steps is None and self.minutes is None and self.kimg is None:
+            steps = DEFAULT_STEPS
+        return Budget(steps, self.minutes, self.kimg)
 
 
 @dataclass
@@ -64,14 +88,14 @@ class Budget:
         if self.kimg is not None and not self.kimg > 0:
             raise NapariGanError("The number of kimg (thousands of images) must be positive.")
 
-    def _step_limits(self) -> list[int]:
+    def step_limits(self) -> list[int]:
         limits = [self.steps] if self.steps is not None else []
         if self.kimg is not None:
             limits.append(max(1, math.ceil(1000 * self.kimg / max(1, self.images_per_step))))
         return limits
 
     def fraction(self, step: int, start_step: int, run_seconds: float) -> float:
-        parts = [step / limit for limit in self._step_limits()]
+        parts = [step / limit for limit in self.step_limits()]
         if self.minutes is not None:
             parts.append(run_seconds / (60 * self.minutes))
         return min(1.0, max(parts))
@@ -80,7 +104,7 @@ class Budget:
         done = step - start_step
         etas = []
         if done > 0:
-            etas += [run_seconds / done * max(0, limit - step) for limit in self._step_limits()]
+            etas += [run_seconds / done * max(0, limit - step) for limit in self.step_limits()]
         if self.minutes is not None:
             etas.append(max(0.0, 60 * self.minutes - run_seconds))
         return min(etas) if etas else None
@@ -103,12 +127,21 @@ class Trainer:
         self.best_score = -math.inf
         self.rng = np.random.default_rng([seed, self.dist.rank])
         torch.manual_seed(seed)
+        # The learning-rate schedule and the adversarial warm-up follow steps. With a step (or
+        # kimg) budget the schedule ends at its last step; with a time budget at the step the
+        # run will reach at its measured speed. That end is saved with the training state and
+        # kept on resume, so a run stopped and resumed follows the schedule of an
+        # uninterrupted one and does not warm up again.
+        self.schedule_steps: float | None = None
+        self._schedule_fixed = False
+        self.lr_scale = 1.0               # lowered by each NaN rollback
+        self.rollbacks_total = 0          # changes the random streams of a replay
         self._stop = False
         self._good_state: dict | None = None
 
     # ------------------------------------------------------------ family-specific parts
-    def train_step(self, fraction: float) -> dict[str, float]:
-        """One optimisation step; return its losses as floats."""
+    def train_step(self, progress: float) -> dict[str, float]:
+        """One optimisation step at ``progress`` (0..1) of the schedule; return its losses."""
         raise NotImplementedError
 
     def validate(self) -> tuple[dict[str, float], np.ndarray | None]:
@@ -132,6 +165,10 @@ class Trainer:
 
     def load_training_state(self, state: dict) -> None:
         raise NotImplementedError
+
+    def describe(self) -> str:
+        """What is being trained, in a few words (for the first line a face prints)."""
+        return self.kind
 
     def score(self, metrics: dict[str, float]) -> float:
         """Higher is better; default: the first metric."""
@@ -157,6 +194,9 @@ class Trainer:
             "best_score": self.best_score if math.isfinite(self.best_score) else None,
             "rng_numpy": self.rng.bit_generator.state,
             "rng_torch": torch.get_rng_state(),
+            "schedule_steps": self.schedule_steps,
+            "lr_scale": self.lr_scale,
+            "rollbacks_total": self.rollbacks_total,
         }
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -173,6 +213,11 @@ class Trainer:
         best = state.get("best_score")
         self.best_score = -math.inf if best is None else float(best)
         self.rng.bit_generator.state = state["rng_numpy"]
+        stored = state.get("schedule_steps")
+        self.schedule_steps = float(stored) if stored else None
+        self._schedule_fixed = bool(stored)
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        self.rollbacks_total = int(state.get("rollbacks_total", 0))
         torch.set_rng_state(state["rng_torch"])
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
@@ -201,10 +246,35 @@ class Trainer:
         self._good_state = copy.deepcopy(self.full_state())
 
     def _rollback(self) -> bool:
+        """Back to the last good state, then replay differently: lower learning rates and
+        fresh random streams (a fault tied to the same data would otherwise recur)."""
         if self._good_state is None:
             return False
+        fixed, horizon = self._schedule_fixed, self.schedule_steps
         self.restore_state(copy.deepcopy(self._good_state))
+        self._schedule_fixed, self.schedule_steps = fixed, horizon
+        self.rollbacks_total += 1
+        self.lr_scale *= ROLLBACK_LR_FACTOR
+        self.reseed([self.seed, self.dist.rank, self.step, 1_000 + self.rollbacks_total])
         return True
+
+    def reseed(self, entropy: list[int]) -> None:
+        """New random streams (numpy and torch) from ``entropy``; families that keep more
+        generators (samplers) extend this."""
+        self.rng.bit_generator.state = np.random.default_rng(entropy).bit_generator.state
+        torch.manual_seed(int(np.random.default_rng(entropy).integers(2**62)))
+
+    def schedule_progress(self, start_step: int, run_seconds: float) -> float:
+        """Where the run is in its schedule, 0..1, by steps (see ``schedule_steps``)."""
+        limits = self.budget.step_limits()
+        if limits:
+            self.schedule_steps = float(min(limits))
+        elif not self._schedule_fixed:
+            done = self.step - start_step
+            if done <= 0 or run_seconds <= 0:
+                return min(1.0, self.step / self.schedule_steps) if self.schedule_steps else 0.0
+            self.schedule_steps = start_step + done * 60 * self.budget.minutes / run_seconds
+        return min(1.0, self.step / max(1.0, self.schedule_steps))
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[TrainEvent]:
@@ -229,14 +299,15 @@ class Trainer:
         while True:
             run_s = time.perf_counter() - t0
             fraction = self.budget.fraction(self.step, start_step, run_s)
+            progress = self.schedule_progress(start_step, run_s)
             # Under DDP every process takes rank 0's clock and anyone's stop request.
-            fraction, stop = distributed.agree(fraction, self._stop, self.device)
+            (fraction, progress), stop = distributed.agree((fraction, progress), self._stop, self.device)
             if fraction >= 1.0:
                 break
             if stop:
                 end_message = "stopped"
                 break
-            losses = self.train_step(fraction)
+            losses = self.train_step(progress)
             if not all(math.isfinite(v) for v in losses.values()):
                 rollbacks += 1
                 if rollbacks > MAX_ROLLBACKS or not self._rollback():
