@@ -124,7 +124,7 @@ def test_stylegan2_trains_under_torchrun(tmp_path):
     proc = _torchrun(args)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert proc.stdout.count("model saved to") == 1          # only rank 0 reports and writes
-    assert proc.stdout.count("stylegan2 16x16") == 1
+    assert proc.stdout.count("stylegan2: 16x16") == 1
     images = load_generator(tmp_path / "run", "cpu").generate(3, seed=1)
     assert images.shape == (3, 16, 16) and np.isfinite(images).all()
     resume = ["-m", "napari_gan.cli", "train", "stylegan2", "--images", str(tmp_path / "nuclei.tif"),

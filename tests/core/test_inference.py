@@ -103,7 +103,7 @@ def test_loader_refuses_other_model_kinds(tmp_path):
     from napari_gan.core import checkpoint
 
     checkpoint.save(tmp_path / "sg.safetensors", "stylegan2", "model", {}, {})
-    with pytest.raises(NapariGanError, match="stylegan2 model"):
+    with pytest.raises(NapariGanError, match="is a StyleGAN2 model, which generates images from noise"):
         load_predictor(tmp_path / "sg.safetensors", "cpu")
 
 

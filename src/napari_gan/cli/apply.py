@@ -13,18 +13,9 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def _load(path: Path, mode: str, device: str, amp: bool = True):
-    """The applier of the model at ``path``: one read of the file, its family from the header."""
-    from ..core import checkpoint, families
-    from ..core.errors import NapariGanError
+    from ..core.families import open_model
 
-    header = checkpoint.read_header(checkpoint.resolve_model_path(path), expect_role="model")
-    family = families.for_header(header)
-    if family.apply_mode != mode:
-        other = {"image": "predict", "noise": "generate"}[family.apply_mode]
-        raise NapariGanError(f"'{header.path}' is a {family.title} model, which "
-                             f"{'generates images from noise' if other == 'generate' else 'needs an input image'}; "
-                             f"use 'napari-gan {other}'.")
-    return family.load_applier(header, device, amp=amp)
+    return open_model(path, mode, device, amp)[2]
 
 
 def add_predict_parser(sub) -> None:

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
 from .data import Normalizer
 from .device import autocast, describe_device, resolve_device
 from .errors import NapariGanError
@@ -113,23 +112,7 @@ def _check_truncation(psi: float) -> None:
 
 
 def load_generator(path: str | Path, device: str = "auto") -> ImageGenerator:
-    """Load a StyleGAN2 model file (or run folder); Pix2Pix and foreign files are refused."""
-    from .families.stylegan2 import StyleGAN2Config, build_generator
+    """Load a generator model file (or run folder); other models and foreign files are refused."""
+    from .families import open_model
 
-    loaded = checkpoint.load(path)
-    if loaded.kind != "stylegan2":
-        raise NapariGanError(
-            f"'{loaded.path}' is a {loaded.kind} model; generating images from noise needs a "
-            "StyleGAN2 model (use 'predict' for Pix2Pix models).")
-    if loaded.role != "model" or "generator" not in loaded.state:
-        raise NapariGanError(
-            f"'{loaded.path}' is a {loaded.role} file, not a model; give the run folder or its "
-            f"{checkpoint.MODEL_FILENAME}.")
-    try:
-        cfg = StyleGAN2Config.from_dict(loaded.config)
-        norm = Normalizer.from_dict(loaded.normalization["images"])
-    except (KeyError, TypeError, ValueError, NapariGanError) as exc:
-        raise NapariGanError(f"'{loaded.path}' has an incomplete or damaged header ({exc}).") from exc
-    generator = build_generator(cfg)
-    checkpoint.load_weights(generator, loaded.state["generator"], loaded.path)
-    return ImageGenerator(generator, norm, resolve_device(device), loaded.config, loaded.path)
+    return open_model(path, "noise", device)[2]

@@ -172,8 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls, title: str | None = None
             else:
                 group.add_argument(d.flag, dest=d.name, action="store_true", default=False, help=help_text)
             continue
+        # choices are checked with the configuration (one "error:" line, not argparse's usage)
         group.add_argument(d.flag, dest=d.name, type=d.type, default=d.default, metavar=_metavar(d),
-                           choices=d.spec.values() or None, help=help_text)
+                           help=help_text)
 
 
 def _number(x: float) -> str:

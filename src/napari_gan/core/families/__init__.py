@@ -223,3 +223,20 @@ def images_from_files(family: Family, paths: dict, channels: int = 1) -> dict[st
         partner = "--" + missing[0].paired_with.replace("_", "-")
         raise NapariGanError(f"{missing[0].flag} needs {partner} too.")
     return out
+
+
+MODE_COMMANDS = {"image": "predict", "noise": "generate"}
+
+
+def open_model(path, mode: str | None = None, device: str = "auto", amp: bool = True):
+    """``(family, header, applier)`` for a model file or run folder, reading the file once;
+    ``mode`` ("image" or "noise") refuses a model of the other kind with a clear message."""
+    from .. import checkpoint
+
+    header = checkpoint.read_header(checkpoint.resolve_model_path(path), expect_role="model")
+    family = for_header(header)
+    if mode is not None and family.apply_mode != mode:
+        does = "generates images from noise" if family.apply_mode == "noise" else "needs an input image"
+        raise NapariGanError(f"'{header.path}' is a {family.title} model, which {does}; use "
+                             f"'napari-gan {MODE_COMMANDS[family.apply_mode]}' (or Generate Data in napari).")
+    return family, header, family.load_applier(header, device, amp=amp)

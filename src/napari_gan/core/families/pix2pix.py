@@ -122,6 +122,7 @@ def build_discriminator(cfg: Pix2PixConfig) -> PatchGANDiscriminator:
 
 class Pix2PixTrainer(Trainer):
     kind = "pix2pix"
+    state_parts = ("generator", "discriminator", "opt_g", "opt_d")
 
     def __init__(self, cfg: Pix2PixConfig, data: PairedSet, out_dir: str | Path, budget: Budget,
                  device: torch.device, seed: int = 0, val_data: PairedSet | None = None,
@@ -255,15 +256,17 @@ class Pix2PixTrainer(Trainer):
         return metrics, preview[0] if preview.shape[0] == 1 else preview
 
     # ------------------------------------------------------------------- state
-    def model_config(self) -> dict:
-        return asdict(self.cfg)
+    def model_networks(self) -> dict:
+        return {"generator": self.G}
 
-    def model_state(self) -> dict:
-        return {"generator": self.G.state_dict()}
+    def normalization(self) -> dict:
+        return {"input": self.data.input_norm.to_dict(), "target": self.data.target_norm.to_dict()}
 
-    def model_header(self) -> dict:
-        return {"normalization": {"input": self.data.input_norm.to_dict(),
-                                  "target": self.data.target_norm.to_dict()}}
+    def data_record(self) -> dict:
+        val = self.val_data
+        return {"train_images": len(self.data.inputs), "validation_images": len(val.inputs) if val else 0,
+                "validation": "held-out rows" if val is not None and val.row_offsets else
+                ("separate images" if val is not None else "training crops")}
 
     def training_state(self) -> dict:
         return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),

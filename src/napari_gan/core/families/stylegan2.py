@@ -401,6 +401,7 @@ class StyleGAN2Trainer(Trainer):
     from fixed latents (EMA generator)."""
 
     kind = "stylegan2"
+    state_parts = ("generator", "discriminator", "generator_ema", "opt_g", "opt_d", "ada", "pl_mean")
 
     def __init__(self, cfg: StyleGAN2Config, data: ImageSet, out_dir: str | Path, budget: Budget,
                  device: torch.device, seed: int = 0, log_every: int = 10, val_every: int = 200):
@@ -574,14 +575,14 @@ class StyleGAN2Trainer(Trainer):
         return -swd if math.isfinite(swd) else -math.inf
 
     # --------------------------------------------------------------------- state
-    def model_config(self) -> dict:
-        return asdict(self.cfg)
+    def model_networks(self) -> dict:
+        return {"generator": self.G_ema}
 
-    def model_state(self) -> dict:
-        return {"generator": self.G_ema.state_dict()}
+    def normalization(self) -> dict:
+        return {"images": self.data.norm.to_dict()}
 
-    def model_header(self) -> dict:
-        return {"normalization": {"images": self.data.norm.to_dict()}}
+    def data_record(self) -> dict:
+        return {"train_images": len(self.data.planes), "kimg": round(self.images_seen / 1000, 2)}
 
     def training_state(self) -> dict:
         return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),

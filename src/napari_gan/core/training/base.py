@@ -7,7 +7,7 @@ loop after the current step; the model and the full training state are then save
 that a later run resumes exactly (weights, optimiser state, step, RNG state).
 
 Subclasses implement the family-specific parts (``train_step``, ``validate``,
-``model_state``, ``training_state``/``load_training_state``).
+``model_networks``, ``normalization``, ``training_state``/``load_training_state``).
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class Trainer:
     """Common loop: budget, logging, validation, best/last model files, NaN rollback."""
 
     kind = ""
+    state_parts: tuple[str, ...] = ()     # top-level entries of training_state() (checked on resume)
 
     def __init__(self, out_dir: str | Path, budget: Budget, device: torch.device, seed: int = 0,
                  log_every: int = 10, val_every: int = 100, batch: int = 1):
@@ -148,15 +149,16 @@ class Trainer:
         """Metrics (the first one is maximised to pick the best model) and a preview image."""
         raise NotImplementedError
 
-    def model_config(self) -> dict:
+    def model_networks(self) -> dict[str, torch.nn.Module]:
+        """The networks a model file holds, by name (e.g. ``{"generator": G}``)."""
         raise NotImplementedError
 
-    def model_state(self) -> dict:
-        """Nested state saved in the model file (e.g. ``{"generator": ...}``)."""
-        raise NotImplementedError
+    def normalization(self) -> dict:
+        """The normalisation objects of the data, as stored in file headers."""
+        return {}
 
-    def model_header(self) -> dict:
-        """Extra header entries for model files (e.g. normalisation)."""
+    def data_record(self) -> dict:
+        """What the model was trained on, for its model file's training record."""
         return {}
 
     def training_state(self) -> dict:
@@ -183,9 +185,17 @@ class Trainer:
             "state": self.out_dir / checkpoint.STATE_FILENAME,
         }
 
+    def _stored_config(self) -> tuple[dict, dict]:
+        from ..families import get
+
+        return get(self.kind).split_config(self.cfg)
+
     def save_model(self, path: Path, metrics: dict | None = None) -> Path:
-        return checkpoint.save(path, self.kind, "model", self.model_config(), self.model_state(),
-                               step=self.step, metrics=metrics or {}, **self.model_header())
+        architecture, training = self._stored_config()
+        finite = {k: v for k, v in (metrics or {}).items() if math.isfinite(v)}
+        record = {"steps": self.step, "elapsed_s": round(self.elapsed_total, 1), **self.data_record()}
+        return checkpoint.save_model(path, self.kind, architecture, self.model_networks(), self.normalization(),
+                                     step=self.step, metrics=finite, training=training, record=record)
 
     def full_state(self) -> dict:
         state = {
@@ -204,8 +214,9 @@ class Trainer:
         return state
 
     def save_state(self) -> Path:
-        return checkpoint.save(self.paths["state"], self.kind, "training_state", self.model_config(),
-                               self.full_state(), **self.model_header())
+        architecture, training = self._stored_config()
+        return checkpoint.save_state(self.paths["state"], self.kind, architecture, self.normalization(),
+                                     self.full_state(), step=self.step, training=training)
 
     def restore_state(self, state: dict) -> None:
         self.step = int(state["step"])
@@ -230,8 +241,11 @@ class Trainer:
             path = path / checkpoint.STATE_FILENAME
         if not path.is_file():
             raise NapariGanError(f"Nothing to resume: '{path}' does not exist.")
-        loaded = checkpoint.load(path, expect_kind=self.kind, expect_role="training_state")
-        self.restore_state(loaded.state)
+        header = checkpoint.read_header(path, expect_role="training_state")
+        if header.family != self.kind:
+            raise NapariGanError(f"'{path}' is the training state of a {header.family} run, not {self.kind}.")
+        common = ("step", "elapsed_total", "rng_numpy", "rng_torch")
+        self.restore_state(checkpoint.load_state(header, require=common + self.state_parts))
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
