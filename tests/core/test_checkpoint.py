@@ -245,6 +245,7 @@ def test_format1_files_read_through_the_new_api():
 
     h = checkpoint.read_header(FORMAT1 / "stylegan2_v1.safetensors")
     assert (h.format_version, h.family, h.networks) == (1, "stylegan2", ["generator"])
+    assert h.architecture["resolution"] == 8 and "images" in h.normalization and h.step == 2
     cfg = h.architecture
     sd = checkpoint.load_networks(h, ["generator"])["generator"]
     checkpoint.build_checked(lambda: Generator(cfg["z_dim"], cfg["w_dim"], cfg["resolution"],
@@ -409,7 +410,7 @@ def test_a_pickle_is_never_unpickled(tmp_path):
     with pytest.raises(NapariGanError):
         checkpoint.read_header(path)
     with pytest.raises(NapariGanError):
-        checkpoint.load(path)
+        checkpoint.read_header(path, expect_role="training_state")
     assert not (tmp_path / "pwned").exists()
 
 
@@ -471,48 +472,36 @@ def test_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch, save):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left behind
 
 
-# ------------------------------------------------------- transitional save/load/load_weights
-def test_transitional_save_and_load(tmp_path):
+# --------------------------------------------------- run folders, empty files, load_weights
+def test_run_folders_resolve_to_their_model(tmp_path):
     g = _unet()
-    path = checkpoint.save(tmp_path / "model.safetensors", "pix2pix", "model", {"depth": 2},
-                           {"generator": g.state_dict()}, normalization=NORM, step=3, metrics={})
-    assert checkpoint.read_header(path).format_version == 2
-    with safe_open(str(path), framework="pt") as f:
-        assert "generator.head.weight" in f.keys()
-    loaded = checkpoint.load(tmp_path, expect_kind="pix2pix")       # folder -> model.safetensors
-    assert loaded.path == path and loaded.kind == "pix2pix" and loaded.role == "model"
-    assert loaded.config == {"depth": 2} and loaded.normalization == NORM
-    assert loaded.header["step"] == 3
-    for k, v in g.state_dict().items():
-        assert torch.equal(v, loaded.state["generator"][k])
-    checkpoint.load_weights(_unet(), loaded.state["generator"], path)
-    with pytest.raises(NapariGanError, match="do not fit"):
-        checkpoint.load_weights(UNetGenerator(1, 1, depth=3, width=4), loaded.state["generator"], path)
-    with pytest.raises(NapariGanError, match="is a pix2pix model, but a stylegan2 model"):
-        checkpoint.load(path, expect_kind="stylegan2")
-    with pytest.raises(NapariGanError, match="model file, not a training state"):
-        checkpoint.load(path, expect_role="training_state")
-
-    state = _nested_state()
-    spath = checkpoint.save(tmp_path / "s.safetensors", "pix2pix", "training_state", {"depth": 2},
-                            state, normalization=NORM)
-    loaded = checkpoint.load(spath, expect_kind="pix2pix", expect_role="training_state")
-    assert loaded.role == "training_state" and loaded.normalization == NORM
-    assert loaded.state["step"] == 5 and set(loaded.state["opt_g"]["state"]) == set(state["opt_g"]["state"])
-    checkpoint.save(tmp_path / "empty.safetensors", "stylegan2", "training_state", {}, {})
-    assert checkpoint.load(tmp_path / "empty.safetensors").state == {}
-    checkpoint.save(tmp_path / "empty_model.safetensors", "stylegan2", "model", {}, {})
-    assert checkpoint.load(tmp_path / "empty_model.safetensors").state == {}
+    path = checkpoint.save_model(tmp_path / checkpoint.MODEL_FILENAME, "pix2pix", {"depth": 2},
+                                 {"generator": g}, NORM, step=3, metrics={})
+    h = checkpoint.read_header(tmp_path, expect_role="model")       # folder -> model.safetensors
+    assert h.path == path and (h.family, h.role, h.step) == ("pix2pix", "model", 3)
+    assert h.architecture == {"depth": 2} and h.normalization == NORM
+    last_only = tmp_path / "last_only"
+    last = checkpoint.save_model(last_only / checkpoint.LAST_FILENAME, "pix2pix", {}, {"generator": g}, {})
+    assert checkpoint.read_header(last_only).path == last == checkpoint.resolve_model_path(last_only)
+    (tmp_path / "empty_dir").mkdir()
     with pytest.raises(NapariGanError, match="holds no napari-gan model"):
-        checkpoint.load(tmp_path / "..")
+        checkpoint.read_header(tmp_path / "empty_dir")
+    with pytest.raises(NapariGanError, match="holds no training state"):
+        checkpoint.read_header(tmp_path / "empty_dir", expect_role="training_state")
 
 
-def test_transitional_load_reads_format1():
-    loaded = checkpoint.load(FORMAT1 / "stylegan2_v1.safetensors", expect_kind="stylegan2")
-    assert loaded.kind == "stylegan2" and loaded.config["resolution"] == 8
-    assert "images" in loaded.normalization and loaded.header["step"] == 2
-    assert set(loaded.state) == {"generator"}
-    cfg = loaded.config
-    checkpoint.load_weights(Generator(cfg["z_dim"], cfg["w_dim"], cfg["resolution"], cfg["channels"],
-                                      cfg["mapping_layers"], cfg["channel_base"], cfg["channel_max"]),
-                            loaded.state["generator"], loaded.path)
+def test_load_weights_reports_a_network_that_does_not_fit(tmp_path):
+    path = checkpoint.save_model(tmp_path / "m.safetensors", "pix2pix", {}, {"generator": _unet()}, {})
+    sd = checkpoint.load_networks(checkpoint.read_header(path), ["generator"])["generator"]
+    checkpoint.load_weights(_unet(), sd, path)
+    with pytest.raises(NapariGanError, match="do not fit"):
+        checkpoint.load_weights(UNetGenerator(1, 1, depth=3, width=4), sd, path)
+
+
+def test_empty_states_and_models_round_trip(tmp_path):
+    checkpoint.save_state(tmp_path / "empty.safetensors", "stylegan2", {}, {}, {})
+    h = checkpoint.read_header(tmp_path / "empty.safetensors", expect_role="training_state")
+    assert h.networks == [] and checkpoint.load_state(h) == {}
+    checkpoint.save_model(tmp_path / "empty_model.safetensors", "stylegan2", {}, {}, {})
+    h = checkpoint.read_header(tmp_path / "empty_model.safetensors", expect_role="model")
+    assert h.networks == [] and checkpoint.load_state(h) == {}

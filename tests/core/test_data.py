@@ -94,3 +94,22 @@ def test_degradations():
     low = blur_downsample(clean, 4)
     assert low.shape == (16, 16)
     assert abs(low.mean() - clean.mean()) < 1
+
+
+def test_dihedral_gives_the_same_result_for_numpy_and_torch():
+    import torch
+
+    from napari_gan.core.data import dihedral
+
+    a = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)   # non-square last two axes
+    results = []
+    for k in range(8):
+        n, t = dihedral(a, k), dihedral(torch.from_numpy(a), k)
+        assert isinstance(t, torch.Tensor)
+        np.testing.assert_array_equal(n, t.numpy())
+        results.append(n.tobytes() + bytes(n.shape))
+    assert len(set(results)) == 8                       # eight different transforms
+    np.testing.assert_array_equal(dihedral(a, 1), np.rot90(a, 1, axes=(-2, -1)))
+    np.testing.assert_array_equal(dihedral(a, 4), a[..., ::-1])
+    with pytest.raises(ValueError):
+        dihedral(a, 8)

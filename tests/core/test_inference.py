@@ -102,7 +102,7 @@ def test_bad_images_are_refused():
 def test_loader_refuses_other_model_kinds(tmp_path):
     from napari_gan.core import checkpoint
 
-    checkpoint.save(tmp_path / "sg.safetensors", "stylegan2", "model", {}, {})
+    checkpoint.save_model(tmp_path / "sg.safetensors", "stylegan2", {}, {}, {})
     with pytest.raises(NapariGanError, match="is a StyleGAN2 model, which generates images from noise"):
         load_predictor(tmp_path / "sg.safetensors", "cpu")
 

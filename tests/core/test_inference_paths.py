@@ -1,5 +1,5 @@
-"""Tiled prediction: the device-blending path (used on GPUs) equals the host path, and
-predictions can be written into a caller's (memory-mapped) array."""
+"""Tiled prediction: sums in a band of rows on the device (used on GPUs) equal sums in the
+output array (CPU), and predictions can be written into a caller's (memory-mapped) array."""
 
 import numpy as np
 import pytest

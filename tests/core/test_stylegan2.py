@@ -265,8 +265,9 @@ def test_resume_is_exact(tmp_path):
     for a, b in zip(straight.G_ema.state_dict().values(), resumed.G_ema.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6)
     assert resumed.ada.state() == straight.ada.state()
-    model = checkpoint.load(tmp_path / "b" / checkpoint.MODEL_FILENAME, expect_kind="stylegan2")
-    assert model.config["resolution"] == 16 and "images" in model.normalization
+    model = checkpoint.read_header(tmp_path / "b" / checkpoint.MODEL_FILENAME, expect_role="model")
+    assert model.family == "stylegan2"
+    assert model.architecture["resolution"] == 16 and "images" in model.normalization
 
 
 def test_non_finite_weights_roll_back(tmp_path):
@@ -341,10 +342,12 @@ def test_cli_train_kimg_and_resume(stack_file, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "stylegan2", "--images", str(stack_file), "--out", str(out), "--kimg", "0.004",
                  *TINY_ARGS]) == 0
-    assert checkpoint.load(out / checkpoint.STATE_FILENAME).state["step"] == 1
+    state = checkpoint.read_header(out / checkpoint.STATE_FILENAME, expect_role="training_state")
+    assert checkpoint.load_state(state)["step"] == 1
     assert main(["train", "stylegan2", "--images", str(stack_file), "--out", str(out), "--steps", "2",
                  "--resume", "--quiet"]) == 0
-    assert checkpoint.load(out / checkpoint.STATE_FILENAME).state["step"] == 2
+    state = checkpoint.read_header(out / checkpoint.STATE_FILENAME, expect_role="training_state")
+    assert checkpoint.load_state(state)["step"] == 2
 
 
 # -------------------------------------------------------------------- bad input
@@ -379,7 +382,7 @@ def test_bad_generate_inputs(capsys, tmp_path, trained_run):
     gen = lambda model, *extra: ["generate", "--model", str(model), "--output",  # noqa: E731
                                  str(tmp_path / "out.tif"), *extra]
     pix2pix = tmp_path / "pix2pix.safetensors"
-    checkpoint.save(pix2pix, "pix2pix", "model", {"task": "denoise"}, {"generator": {"w": torch.zeros(1)}})
+    checkpoint.save_model(pix2pix, "pix2pix", {"task": "denoise"}, {"generator": {"w": torch.zeros(1)}}, {})
     _fails(capsys, gen(pix2pix), "is a Pix2Pix model, which needs an input image")
     foreign = tmp_path / "foreign.safetensors"
     foreign.write_bytes(b"this is not a model file at all")

@@ -55,7 +55,7 @@ def test_stop_ends_training_and_saves(toy_pair, tiny_cfg, tmp_path):
         if event.step == 3:
             trainer.request_stop()
     assert event.kind == "done" and event.message == "stopped" and event.step == 3
-    assert checkpoint.load(tmp_path / "last.safetensors").header["step"] == 3
+    assert checkpoint.read_header(tmp_path / "last.safetensors", expect_role="model").step == 3
 
 
 def test_resume_continues_identically(toy_pair, tiny_cfg, tmp_path):
@@ -78,7 +78,7 @@ def test_resume_refuses_other_kinds_and_missing_state(toy_pair, tiny_cfg, tmp_pa
     trainer = make_trainer(toy_pair, tiny_cfg(), tmp_path, 2)
     with pytest.raises(NapariGanError, match="Nothing to resume"):
         trainer.resume_from(tmp_path)
-    checkpoint.save(tmp_path / "training_state.safetensors", "stylegan2", "training_state", {}, {})
+    checkpoint.save_state(tmp_path / checkpoint.STATE_FILENAME, "stylegan2", {}, {}, {})
     with pytest.raises(NapariGanError, match="stylegan2"):
         trainer.resume_from(tmp_path)
 

@@ -15,6 +15,11 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or mps")
 
 
+def add_axes_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--axes", help="axes of the input TIFFs, e.g. TZCYX or CYX (default: from the files' "
+                                  "ImageJ/OME metadata, else Y and X last with Z/T before them)")
+
+
 def run_trainer(trainer, quiet: bool = False, out=None) -> TrainEvent:
     """Drive a trainer to the end, printing its events. Ctrl-C stops it cleanly
     (the model and the resumable state are saved); a second Ctrl-C aborts."""

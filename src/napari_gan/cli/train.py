@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_device_arg, run_trainer
+from .common import add_axes_arg, add_device_arg, run_trainer
 
 
 def add_parsers(sub) -> None:
@@ -20,6 +20,7 @@ def add_parsers(sub) -> None:
         g = p.add_argument_group("images")
         for inp in family.inputs:
             g.add_argument(inp.flag, dest=inp.name, type=Path, required=not inp.optional, help=inp.help)
+        add_axes_arg(g)
         g = p.add_argument_group("run")
         g.add_argument("--out", required=True, type=Path, help="run folder for the model files")
         g.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -38,7 +39,8 @@ def train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     paths = {inp.name: getattr(args, inp.name) for inp in family.inputs}
     trainer = runs.start(family, vars(args), args.out, args.resume, device,
-                         lambda cfg: families.images_from_files(family, paths, getattr(cfg, "channels", 1)))
+                         lambda cfg: families.images_from_files(family, paths, getattr(cfg, "channels", 1),
+                                                                args.axes))
     if trainer.dist.is_main:
         procs = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
         print(f"{family.name}: {trainer.describe()}, device {describe_device(device)}{procs}, "

@@ -383,8 +383,10 @@ def _map_tiff_axes(raw: str, shape, name: str) -> str:
     """tifffile's axes (which may use I, Q, A, E, ... and planar S) -> our letters."""
     letters = list(raw)
     for i, a in enumerate(letters):
-        if a == "S" and i != len(letters) - 1:  # planar samples are channels
-            letters[i] = "C" if "C" not in letters else "?"
+        if a == "S" and i != len(letters) - 1:
+            # tifffile reads a stack of 3 or 4 planes written without `photometric` as planar
+            # RGB; in microscopy that is a stack of planes (give --axes CYX for channels)
+            letters[i] = "?"
         elif a not in AXES:
             letters[i] = "?"
     free = [a for a in "ZT" if a not in letters]
@@ -492,6 +494,8 @@ def read_image(path: str | os.PathLike, axes: str | None = None, memmap: bool = 
             series = tif.series[0]
             raw_axes, shape = series.axes, tuple(series.shape)
             count = len(tif.series)
+            if 0 in shape or len(shape) < 2:
+                raise NapariGanError(f"'{name}' is empty (shape {shape}).")
             chosen = parse_axes(axes, len(shape)) if axes is not None else \
                 _map_tiff_axes(raw_axes, shape, name)
             pixel_size, unit = _file_pixel_size(tif, series, chosen)

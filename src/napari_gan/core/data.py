@@ -14,12 +14,9 @@ from scipy import ndimage
 from skimage.transform import downscale_local_mean
 
 from .errors import NapariGanError
-
-DEFAULT_PERCENTILES = (0.5, 99.8)
-_MAX_STAT_PIXELS = 4_000_000
-NORMALIZATIONS = ("auto", "dataset", "image")
-#: Per-image ranges are percentiles of BLOCK x BLOCK means, so single noisy pixels do not set them.
-BLOCK = 4
+from .normalization import (  # noqa: F401  (re-exported: data.Normalizer etc. keep working)
+    _MAX_STAT_PIXELS, BLOCK, DEFAULT_PERCENTILES, NORMALIZATIONS, Normalizer, block_means, per_image_is_better,
+)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -38,6 +35,14 @@ def to_planes(image: np.ndarray, channels: int = 1, channel_axis: int | None = N
         raise NapariGanError(f"{name} has shape {image.shape}; expected at least 2 dimensions (Y, X).")
     if image.size == 0:
         raise NapariGanError(f"{name} is empty (shape {image.shape}).")
+    from . import axes as _axes
+
+    has_channel = channel_axis is not None or channels > 1 or _axes.looks_rgb(image.shape)
+    if image.ndim - 2 - has_channel <= 2:  # nameable as [T][Z][C]YX[S]: the axes-aware path
+        guessed = _axes.guess_axes(image.shape, channels, channel_axis, name)
+        planes, layout = _axes.to_planes(_axes.AxesImage(image, guessed, name=name), channels)
+        return planes, layout.lead_shape
+    # more leading axes than T and Z: flatten them all, as before
     if channels == 1:
         if channel_axis is not None and image.shape[channel_axis] != 1:
             raise NapariGanError(
@@ -94,131 +99,6 @@ def check_finite(plane: np.ndarray, name: str) -> None:
     for start in range(0, flat.size, step):
         if not np.isfinite(flat[start:start + step]).all():
             raise NapariGanError(f"{name} contains NaN or infinite values; fix or crop them first.")
-
-
-# ------------------------------------------------------------------------ normalisation
-def block_means(channel: np.ndarray, block: int = BLOCK, max_blocks: int = _MAX_STAT_PIXELS,
-                row_step: int | None = None) -> np.ndarray:
-    """Means of ``block x block`` tiles of a 2D array, flattened; on huge arrays only every
-    ``row_step``-th row of tiles (bounded cost, and memory-mapped data is read in bands)."""
-    h, w = channel.shape[0] // block, channel.shape[1] // block
-    if h == 0 or w == 0:
-        return np.asarray(channel, np.float64).ravel()
-    step = row_step or max(1, int(np.ceil(h * w / max_blocks)))
-    rows = [np.asarray(channel[r * block:(r + 1) * block, : w * block], np.float64)
-            .reshape(block, w, block).mean(axis=(0, 2)) for r in range(0, h, step)]
-    return np.concatenate(rows)
-
-
-@dataclass
-class Normalizer:
-    """Per-channel percentile normalisation ``(x - low) / (high - low)``, stored with a model.
-
-    ``low``/``high`` are fitted on the whole data set. With ``per_image`` every image is
-    instead normalised by its own range (:meth:`for_plane`: the same percentiles, of 4x4 block
-    means), for data whose images were scaled one by one (e.g. 8-bit exports with automatic
-    contrast); the data-set values remain as a fallback for constant images.
-    """
-
-    low: list[float]
-    high: list[float]
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
-    per_image: bool = False
-
-    def for_plane(self, plane: np.ndarray) -> "Normalizer":
-        """The normaliser for this whole ``(C, H, W)`` plane: itself, or with ``per_image``
-        one fitted to the plane (use it for every tile or patch of the plane)."""
-        if not self.per_image:
-            return self
-        low, high = list(self.low), list(self.high)
-        for c in range(plane.shape[0]):
-            lo, hi = np.percentile(block_means(plane[c]), self.percentiles)
-            if hi > lo:
-                low[c], high[c] = float(lo), float(hi)
-        return Normalizer(low, high, self.percentiles)
-
-    @classmethod
-    def fit(cls, planes: list[np.ndarray], percentiles=DEFAULT_PERCENTILES, name: str = "images",
-            per_image: bool = False):
-        """Fit on a subsample of all planes (bounded cost for huge images)."""
-        channels = planes[0].shape[0]
-        samples = [[] for _ in range(channels)]
-        budget = max(1, _MAX_STAT_PIXELS // max(1, len(planes)))
-        for plane in planes:
-            stride = max(1, int(np.sqrt(plane.shape[-1] * plane.shape[-2] / budget)))
-            for c in range(channels):
-                samples[c].append(np.asarray(plane[c, ::stride, ::stride], dtype=np.float64).ravel())
-        low, high = [], []
-        for c in range(channels):
-            values = np.concatenate(samples[c])
-            lo, hi = np.percentile(values, percentiles)
-            if not hi > lo:
-                lo, hi = float(values.min()), float(values.max())
-            if not hi > lo:
-                raise NapariGanError(
-                    f"{name} are constant (every pixel of channel {c} is {lo:g}); "
-                    "there is nothing to learn from."
-                )
-            low.append(float(lo))
-            high.append(float(hi))
-        return cls(low, high, tuple(float(p) for p in percentiles), per_image)
-
-    def _coeffs(self, ndim: int) -> tuple[np.ndarray, np.ndarray]:
-        shape = (-1,) + (1,) * (ndim - 1)
-        low = np.asarray(self.low, np.float32).reshape(shape)
-        scale = (np.asarray(self.high, np.float32) - low.ravel()).reshape(shape)
-        return low, scale
-
-    def normalize(self, plane: np.ndarray) -> np.ndarray:
-        """``(C, ...)`` raw pixels -> float32 roughly in [0, 1]."""
-        low, scale = self._coeffs(plane.ndim)
-        return (np.asarray(plane, np.float32) - low) / scale
-
-    def denormalize(self, plane: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`normalize`, back to the original intensity units."""
-        low, scale = self._coeffs(plane.ndim)
-        return np.asarray(plane, np.float32) * scale + low
-
-    def to_dict(self) -> dict:
-        return {"low": self.low, "high": self.high, "percentiles": list(self.percentiles),
-                "per_image": self.per_image}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Normalizer":
-        return cls(list(d["low"]), list(d["high"]), tuple(d["percentiles"]), bool(d.get("per_image", False)))
-
-
-def per_image_is_better(inputs: list[np.ndarray], targets: list[np.ndarray], scale: int = 1,
-                        percentiles=DEFAULT_PERCENTILES, max_pairs: int = 64) -> bool:
-    """Whether inputs should be normalised image by image.
-
-    For each pair (and channel) the least-squares slope of target on input is measured on
-    block means, once with raw input intensities and once with each input normalised by its
-    own range. If the per-image slopes vary across pairs at most half as much (coefficient of
-    variation), the pairs were scaled one by one and per-image normalisation lets the model
-    predict the target's intensities; otherwise input and target share units across the data
-    set and the data-set range keeps that information.
-    """
-    if len(inputs) < 3:
-        return False
-    picks = np.unique(np.linspace(0, len(inputs) - 1, min(max_pairs, len(inputs))).astype(int))
-    slopes: dict[bool, list[float]] = {False: [], True: []}
-    for i in picks:
-        inp, tgt = inputs[i], targets[i]
-        for c in range(min(inp.shape[0], tgt.shape[0])):
-            h, w = inp.shape[-2] // BLOCK, inp.shape[-1] // BLOCK
-            step = max(1, int(np.ceil(h * w / 250_000)))
-            x = block_means(inp[c], BLOCK, row_step=step)
-            y = block_means(tgt[c], BLOCK * scale, row_step=step)
-            lo, hi = np.percentile(x, percentiles)
-            if x.size != y.size or x.size < 16 or not hi > lo:
-                continue
-            slopes[False].append(np.polyfit(x, y, 1)[0])
-            slopes[True].append(np.polyfit((x - lo) / (hi - lo), y, 1)[0])
-    if len(slopes[False]) < 3:
-        return False
-    cv = {k: float(np.std(v) / (abs(np.mean(v)) + 1e-12)) for k, v in slopes.items()}
-    return cv[True] < 0.5 * cv[False]
 
 
 # ---------------------------------------------------------------------------- pairs
@@ -342,11 +222,23 @@ class PairedSet:
 
 
 # ------------------------------------------------------------------- sampling & aug
-def dihedral(array: np.ndarray, k: int) -> np.ndarray:
-    """One of the 8 flips/90-degree rotations of the last two axes (k in 0..7)."""
+def dihedral(array, k: int):
+    """One of the 8 flips/90-degree rotations of the last two axes (k in 0..7): k % 4
+    quarter turns (from the Y axis towards the X axis), after a left-right flip when k >= 4.
+
+    Works on numpy arrays (returns a view) and torch tensors (any device) with identical
+    results; torch is not imported here.
+    """
+    k = int(k)
+    if not 0 <= k < 8:
+        raise ValueError(f"dihedral k must be in 0..7, not {k}")
+    if isinstance(array, np.ndarray):
+        flip, rot90 = (lambda a: a[..., ::-1]), (lambda a, n: np.rot90(a, n, axes=(-2, -1)))
+    else:  # a torch.Tensor
+        flip, rot90 = (lambda a: a.flip(-1)), (lambda a, n: a.rot90(n, (-2, -1)))
     if k >= 4:
-        array = array[..., ::-1]
-    return np.rot90(array, k % 4, axes=(-2, -1))
+        array = flip(array)
+    return rot90(array, k % 4) if k % 4 else array
 
 
 class PairedPatchSampler:

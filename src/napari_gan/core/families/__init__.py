@@ -180,14 +180,17 @@ class Images:
     names: list[str] = field(default_factory=list)
 
 
-def images_from_files(family: Family, paths: dict, channels: int = 1) -> dict[str, Images]:
+def images_from_files(family: Family, paths: dict, channels: int = 1, axes: str | None = None) -> dict[str, Images]:
     """Read every given input of ``family`` from TIFF files or folders (memory-mapped where
-    possible). Inputs paired with another are matched to it by file name, plane by plane."""
-    from ..data import to_planes
-    from ..io import expand_paths, match_pairs, read_tiff
+    possible), channels taken from each file's axes (``axes`` overrides the files' metadata).
+    Inputs paired with another are matched to it by file name, plane by plane."""
+    from .. import axes as axes_mod
+    from ..io import expand_paths, match_pairs
 
     def planes_of(path):
-        stack, _ = to_planes(read_tiff(path, memmap=True), channels, name=f"'{path.name}'")
+        image = axes_mod.read_image(path, axes=axes)
+        image.name = f"'{path.name}'"
+        stack, _ = axes_mod.to_planes(image, channels)
         return [stack[i] for i in range(len(stack))]
 
     def label(path, i, n):

@@ -322,8 +322,8 @@ class Pix2PixFamily(Family):
         try:
             norms = header.normalization
             input_norm, target_norm = Normalizer.from_dict(norms["input"]), Normalizer.from_dict(norms["target"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise NapariGanError(f"'{header.path}' has a damaged normalisation in its header ({exc}).") from exc
+        except (KeyError, TypeError, ValueError, NapariGanError) as exc:
+            raise NapariGanError(f"'{header.path}': {exc}") from exc
         weights = checkpoint.load_networks(header, ["generator"])["generator"]
         generator = checkpoint.build_checked(lambda: build_generator(cfg), weights, header.path)
         return Predictor(generator, cfg.to_dict(), input_norm, target_norm, resolve_device(device),

@@ -642,8 +642,8 @@ class StyleGAN2Family(Family):
         cfg = self.config_from_header(header)
         try:
             norm = Normalizer.from_dict(header.normalization["images"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise NapariGanError(f"'{header.path}' has a damaged normalisation in its header ({exc}).") from exc
+        except (KeyError, TypeError, ValueError, NapariGanError) as exc:
+            raise NapariGanError(f"'{header.path}': {exc}") from exc
         weights = checkpoint.load_networks(header, ["generator"])["generator"]
         generator = checkpoint.build_checked(lambda: build_generator(cfg), weights, header.path)
         return ImageGenerator(generator, norm, resolve_device(device), cfg.to_dict(), header.path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data import PairedPatchSampler
+from ..data import PairedPatchSampler, dihedral
 
 #: Use at most this fraction of the free GPU memory (and at most MAX_BYTES) for the planes.
 FREE_FRACTION = 0.25
@@ -40,18 +40,12 @@ class DevicePatchCutter:
         self.inputs = [up(p, d.input_norm_for(i)) for i, p in enumerate(d.inputs)]
         self.targets = [up(t, d.target_norm) for t in d.targets]
 
-    @staticmethod
-    def _dihedral(t: torch.Tensor, k: int) -> torch.Tensor:
-        if k >= 4:
-            t = torch.flip(t, (-1,))
-        return torch.rot90(t, k % 4, (-2, -1)) if k % 4 else t
-
     def cut(self, draws) -> tuple[torch.Tensor, torch.Tensor]:
         p, s = self.patch, self.scale
         xs, ys = [], []
         for i, r, c, k in draws:
             x = self.inputs[i][:, r:r + p, c:c + p]
             y = self.targets[i][:, r * s:(r + p) * s, c * s:(c + p) * s]
-            xs.append(self._dihedral(x, k))
-            ys.append(self._dihedral(y, k))
+            xs.append(dihedral(x, k))
+            ys.append(dihedral(y, k))
         return torch.stack(xs), torch.stack(ys)
