@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_device_arg
+from .common import add_axes_arg, add_device_arg
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -27,15 +27,16 @@ def add_predict_parser(sub) -> None:
     add_device_arg(p)
     p.add_argument("--tile", type=int, help="tile size in input pixels (default: automatic)")
     p.add_argument("--overlap", type=int, help="tile overlap in input pixels (default: automatic)")
-    p.add_argument("--channel-axis", type=int, help="axis of the channels for multi-channel models")
+    add_axes_arg(p)
     p.add_argument("--no-amp", dest="amp", action="store_false",
                    help="float32 throughout (default: bf16 autocast where it is faster)")
     p.set_defaults(func=predict)
 
 
 def predict(args) -> int:
+    from ..core.axes import read_image, write_image
     from ..core.errors import NapariGanError
-    from ..core.io import check_writable, expand_paths, read_tiff, write_tiff
+    from ..core.io import check_writable, expand_paths
 
     files = expand_paths(args.input)
     if args.input.is_dir():
@@ -49,12 +50,13 @@ def predict(args) -> int:
     predictor = _load(args.model, "image", args.device, args.amp)
     print(f"predicting {len(files)} file(s) on {predictor.device_name}", flush=True)
     for f, out in zip(files, outputs):
-        image = read_tiff(f, memmap=True)
-        result = predictor.predict(image, args.channel_axis, args.tile, args.overlap, name=f.name,
-                                   progress=lambda i, n: print(f"  {f.name}: {100 * i // n:3d}%", end="\r",
-                                                               file=sys.stderr, flush=True))
-        write_tiff(out, result)
-        print(f"{f.name}: {image.shape} {image.dtype} -> {out} {result.shape} float32", flush=True)
+        image = read_image(f, axes=args.axes)
+        result = predictor.predict_image(image, args.tile, args.overlap,
+                                         progress=lambda i, n: print(f"  {f.name}: {100 * i // n:3d}%", end="\r",
+                                                                     file=sys.stderr, flush=True))
+        write_image(out, result)
+        print(f"{f.name}: {image.axes} {image.shape} {image.dtype} -> {out} {result.axes} {result.shape} float32",
+              flush=True)
     return 0
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .axes import AxesImage, to_planes as axes_to_planes
 from .data import Normalizer, check_finite, from_planes, to_planes
 from .device import autocast, describe_device, is_out_of_memory, prefers_channels_last
 from .errors import NapariGanError
@@ -112,6 +113,22 @@ class Predictor:
         tile-sized buffers.
         """
         planes, lead = to_planes(image, self.in_channels, channel_axis, name)
+        outputs = self._predict_planes(planes, tile, overlap, cancel, progress, name)
+        ndim = np.ndim(image)
+        if self.out_channels == 1:
+            return from_planes(outputs, lead, 1)
+        return from_planes(outputs, lead, self.out_channels, channel_axis, ndim)
+
+    def predict_image(self, image: AxesImage, tile: int | None = None, overlap: int | None = None,
+                      cancel: Callable[[], bool] | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> AxesImage:
+        """Predict an image with named axes: the result keeps the input's axes order and pixel
+        size (Y and X divided by the super-resolution factor)."""
+        planes, layout = axes_to_planes(image, self.in_channels)
+        outputs = self._predict_planes(planes, tile, overlap, cancel, progress, image.name)
+        return layout.restore_image(outputs, self.out_channels, scale=self.scale)
+
+    def _predict_planes(self, planes, tile, overlap, cancel, progress, name) -> np.ndarray:
         if min(planes.shape[-2:]) < 4:
             raise NapariGanError(f"{name} is only {planes.shape[-2]}x{planes.shape[-1]} pixels; too small to predict.")
         outputs = np.empty((planes.shape[0], self.out_channels) + tuple(d * self.scale for d in planes.shape[-2:]),
@@ -123,10 +140,7 @@ class Predictor:
                 def on_tile(done, total, i=i):
                     progress(i * total + done, len(planes) * total)
             self.predict_plane(plane, tile, overlap, cancel, on_tile, out=outputs[i])
-        ndim = np.ndim(image)
-        if self.out_channels == 1:
-            return from_planes(outputs, lead, 1)
-        return from_planes(outputs, lead, self.out_channels, channel_axis, ndim)
+        return outputs
 
 
 def load_predictor(path: str | Path, device: str = "auto", amp: bool = True) -> Predictor:
