@@ -85,6 +85,10 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--steps", type=int, help="a step budget instead of minutes (quality at equal steps, "
+                                              "independent of the machine's load)")
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                    metavar="METHOD", help="which methods to run (default: all)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--smoke", action="store_true", help="a few steps on small crops")
@@ -96,7 +100,7 @@ def main() -> None:
     crop = 128 if args.smoke else None
     train_noisy, train_clean = w2s_pairs(range(1, 3) if args.smoke else range(1, 49), crop=crop)
     test_noisy, test_clean = w2s_pairs(range(49, 50) if args.smoke else range(49, 61), crop=crop)
-    budget = Budget(steps=3) if args.smoke else Budget(minutes=args.minutes)
+    budget = Budget(steps=3) if args.smoke else Budget(steps=args.steps) if args.steps else Budget(minutes=args.minutes)
     print(f"W2S: {len(train_noisy)} training pairs, {len(test_noisy)} held-out pairs, device "
           f"{describe_device(device)}, budget {budget}", flush=True)
 
@@ -107,7 +111,7 @@ def main() -> None:
     results = {"machine": machine(), "device": describe_device(device), "minutes": args.minutes,
                "smoke": args.smoke, "noisy_input": baseline, "methods": {}}
     preds_by_method = {}
-    for name, kw in METHODS.items():
+    for name, kw in ((m, METHODS[m]) for m in args.methods):
         print(f"\n== {name}", flush=True)
         run_dir = OUT / f"w2s_{name.split()[0].lower()}{'_smoke' if args.smoke else ''}{args.tag}"
         trainer, train_s, history = train(kw, train_noisy, train_clean, budget, device, run_dir)

@@ -83,3 +83,19 @@ def test_a_registered_family_gets_its_own_train_command():
     finally:
         families.unregister("tinyfam")
     assert "tinyfam" not in build_parser().format_help()
+
+
+def test_apply_options_are_declared_once():
+    from napari_gan.core.generation import GenerateSettings
+    from napari_gan.core.inference import PredictSettings
+
+    args = build_parser().parse_args(["predict", "--model", "m", "--input", "i.tif", "--output", "o.tif"])
+    assert {d.name: getattr(args, d.name) for d in settings.declared(PredictSettings)} == settings.defaults(PredictSettings)
+    args = build_parser().parse_args(["generate", "--model", "m", "--output", "o.tif"])
+    assert {d.name: getattr(args, d.name) for d in settings.declared(GenerateSettings)} == settings.defaults(GenerateSettings)
+    assert families.get("pix2pix").apply_settings is PredictSettings
+    assert families.get("stylegan2").apply_settings is GenerateSettings
+    with pytest.raises(NapariGanError, match="larger than twice the overlap"):
+        PredictSettings(tile=64, overlap=32)
+    with pytest.raises(NapariGanError, match="--overlap must be at least 0"):
+        PredictSettings(overlap=-1)

@@ -19,25 +19,28 @@ def _load(path: Path, mode: str, device: str, amp: bool = True):
 
 
 def add_predict_parser(sub) -> None:
+    from ..core import settings
+    from ..core.inference import PredictSettings
+
     p = sub.add_parser("predict", help="apply a model to a TIFF or a folder of TIFFs",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, type=Path, help="model file or run folder")
     p.add_argument("--input", required=True, type=Path, help="TIFF or folder of TIFFs")
     p.add_argument("--output", required=True, type=Path, help="output TIFF (for a file) or folder")
     add_device_arg(p)
-    p.add_argument("--tile", type=int, help="tile size in input pixels (default: automatic)")
-    p.add_argument("--overlap", type=int, help="tile overlap in input pixels (default: automatic)")
     add_axes_arg(p)
-    p.add_argument("--no-amp", dest="amp", action="store_false",
-                   help="float32 throughout (default: bf16 autocast where it is faster)")
+    settings.add_arguments(p, PredictSettings)
     p.set_defaults(func=predict)
 
 
 def predict(args) -> int:
+    from ..core import settings
     from ..core.axes import read_image, write_image
     from ..core.errors import NapariGanError
+    from ..core.inference import PredictSettings
     from ..core.io import check_writable, expand_paths
 
+    how = settings.from_args(PredictSettings, args)
     files = expand_paths(args.input)
     if args.input.is_dir():
         if args.output.suffix.lower() in TIFF_SUFFIXES:
@@ -47,11 +50,11 @@ def predict(args) -> int:
         outputs = [args.output if args.output.suffix else args.output / files[0].name]
     for out in outputs:
         check_writable(out)
-    predictor = _load(args.model, "image", args.device, args.amp)
+    predictor = _load(args.model, "image", args.device, how.amp)
     print(f"predicting {len(files)} file(s) on {predictor.device_name}", flush=True)
     for f, out in zip(files, outputs):
         image = read_image(f, axes=args.axes)
-        result = predictor.predict_image(image, args.tile, args.overlap,
+        result = predictor.predict_image(image, how.tile, how.overlap,
                                          progress=lambda i, n: print(f"  {f.name}: {100 * i // n:3d}%", end="\r",
                                                                      file=sys.stderr, flush=True))
         write_image(out, result)
@@ -61,27 +64,30 @@ def predict(args) -> int:
 
 
 def add_generate_parser(sub) -> None:
+    from ..core import settings
+    from ..core.generation import GenerateSettings
+
     p = sub.add_parser("generate", help="generate images from noise with a StyleGAN2 model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, type=Path, help="model file or run folder")
     p.add_argument("--output", required=True, type=Path, help="output TIFF: all images as one stack")
-    p.add_argument("--n", type=int, default=16, help="number of images")
-    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
-    p.add_argument("--truncation", type=float, default=1.0, help="psi: 1 = full variety, 0.5-0.8 = more typical")
+    settings.add_arguments(p, GenerateSettings)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--latents", type=Path, help="generate from latent vectors saved with --save-latents (.npy)")
     src.add_argument("--interpolate", nargs=2, type=int, metavar=("SEED_A", "SEED_B"),
                      help="a sequence morphing from SEED_A's image to SEED_B's")
-    p.add_argument("--frames", type=int, default=30, help="frames of an --interpolate sequence")
     p.add_argument("--save-latents", type=Path, help="also save the latent vectors used (.npy)")
     add_device_arg(p)
     p.set_defaults(func=generate)
 
 
 def generate(args) -> int:
+    from ..core import settings
     from ..core.errors import NapariGanError
+    from ..core.generation import GenerateSettings
     from ..core.io import check_writable, write_tiff
 
+    what = settings.from_args(GenerateSettings, args)
     if args.output.suffix.lower() not in TIFF_SUFFIXES:
         raise NapariGanError(f"--output must be a TIFF file name (.tif), not '{args.output}'.")
     check_writable(args.output)
@@ -91,10 +97,10 @@ def generate(args) -> int:
     if args.latents is not None:
         z = _read_latents(args.latents)
     elif args.interpolate is not None:
-        z = gen.interpolation_latents(*args.interpolate, args.frames)
+        z = gen.interpolation_latents(*args.interpolate, what.frames)
     else:
-        z = gen.latents(args.n, args.seed)
-    images = gen.generate_from_latents(z, args.truncation)
+        z = gen.latents(what.n, what.seed)
+    images = gen.generate_from_latents(z, what.truncation)
     write_tiff(args.output, images)
     print(f"{len(images)} image(s) {images.shape[1:]} float32 -> {args.output} ({gen.device_name})", flush=True)
     if args.save_latents is not None:

@@ -14,6 +14,7 @@ fixed noise, so the same seed gives the same images on the same device.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,22 @@ import torch
 
 from .data import Normalizer
 from .device import autocast, describe_device, resolve_device
+from . import settings
 from .errors import NapariGanError
+from .settings import setting
+
+
+@dataclass
+class GenerateSettings:
+    """What to generate (declared once for the CLI and Generate Data)."""
+
+    n: int = setting(16, "number of images", min=1, max=100_000, label="Number of images")
+    seed: int = setting(0, "the same seed gives the same images", min=0, max=2**31 - 1)
+    truncation: float = setting(1.0, "psi: 1 = full variety, 0.5-0.8 = more typical images", min=0, max=2)
+    frames: int = setting(30, "frames of an --interpolate sequence", min=2, max=100_000, widget=False)
+
+    def __post_init__(self):
+        settings.check(self)
 
 
 class ImageGenerator:

@@ -7,6 +7,7 @@ by the output. On out-of-memory the batch, then the tile, is halved and the work
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,10 +17,32 @@ import torch
 from .axes import AxesImage, to_planes as axes_to_planes
 from .data import Normalizer, check_finite, from_planes, to_planes
 from .device import autocast, describe_device, is_out_of_memory, prefers_channels_last
+from . import settings
 from .errors import NapariGanError
+from .settings import setting
 from .tiling import predict_tiled, round_up as _round_up, tile_starts  # noqa: F401  (re-exported)
 
 MIN_TILE = 32
+DEFAULT_OVERLAP = 48
+
+
+@dataclass
+class PredictSettings:
+    """How a model is applied to an image (declared once for the CLI and Generate Data)."""
+
+    tile: int | None = setting(None, "tile size in input pixels", min=MIN_TILE, max=65536,
+                               auto="256 on a CPU, 512 on a GPU", label="Tile size")
+    overlap: int | None = setting(None, "overlap of neighbouring tiles in input pixels", min=0, max=4096,
+                                  auto="48", label="Tile overlap")
+    amp: bool = setting(True, "bf16 autocast on CUDA and on CPUs with native bf16 (off: float32 "
+                        "throughout)", flag="--no-amp", advanced=True, label="bf16 where it is faster")
+
+    def __post_init__(self):
+        settings.check(self)
+        overlap = DEFAULT_OVERLAP if self.overlap is None else self.overlap
+        if self.tile is not None and self.tile <= 2 * overlap:
+            raise NapariGanError(f"--tile ({self.tile}) must be larger than twice the overlap ({overlap}); "
+                                 "choose a larger tile or a smaller --overlap.")
 
 
 class Predictor:
@@ -40,7 +63,7 @@ class Predictor:
         self.out_channels = int(config.get("out_channels", 1))
         self.multiple = 2 ** int(config.get("depth", 0))
         self.tile = 512 if device.type != "cpu" else 256
-        self.overlap = 48
+        self.overlap = DEFAULT_OVERLAP
         self.batch = 4 if device.type != "cpu" else 1
         # Where the blended sums live: on a GPU in a band of rows on the device (the host only
         # slices tiles and receives finished rows); on the CPU in the output array itself.

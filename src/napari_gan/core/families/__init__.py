@@ -75,6 +75,17 @@ class Family:
     plot: Plot = Plot()
     networks: tuple[str, ...] = ("generator",)   # networks stored in model files
 
+    @property
+    def apply_settings(self) -> type:
+        """The settings of applying a model of this family (predict or generate)."""
+        if self.apply_mode == "noise":
+            from ..generation import GenerateSettings
+
+            return GenerateSettings
+        from ..inference import PredictSettings
+
+        return PredictSettings
+
     # ------------------------------------------------------------------ settings
     def make_config(self, values: dict[str, Any], device: "torch.device"):
         """A checked configuration from setting values (missing ones take their defaults)."""
