@@ -125,3 +125,43 @@ def test_progress_counts_tiles_over_all_planes():
     assert len(totals) == 1 and calls[-1][0] == calls[-1][1]
     assert len(calls) > 2  # more than one report per plane
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_receptive_field_is_what_a_gradient_sees():
+    from napari_gan.core.models.unet import UNetGenerator
+
+    for depth in (1, 2, 3):
+        g = UNetGenerator(1, 1, depth, 4)
+        for p in g.parameters():
+            torch.nn.init.uniform_(p, 0.01, 0.02)
+        x = torch.zeros(1, 1, 256, 256, requires_grad=True)
+        g(x)[0, 0, 128, 128].backward()
+        rows = (x.grad[0, 0].abs() > 0).any(dim=1).nonzero()
+        assert int(rows.max() - rows.min() + 1) == g.receptive_field()
+
+
+def test_automatic_tiles_predict_a_plane_that_fits_whole(monkeypatch):
+    """A plane that fits in memory is one tile without margins: exactly the untiled network;
+    one that does not is tiled with an overlap of half the receptive field, without seams."""
+    from napari_gan.core import inference
+    from napari_gan.core.models.unet import UNetGenerator
+    from napari_gan.core.normalization import Normalizer
+
+    torch.manual_seed(0)
+    g = UNetGenerator(1, 1, 2, 4)
+    norm = Normalizer([0.0], [1.0])
+    p = inference.Predictor(g, {"depth": 2, "width": 4}, norm, norm, torch.device("cpu"), amp=False)
+    assert p.overlap == 32                       # receptive field 53 -> half, in multiples of 8
+    image = np.random.default_rng(0).random((1, 100, 120)).astype(np.float32)
+    with torch.inference_mode():
+        whole = g(torch.from_numpy(image)[None])[0].numpy()
+    assert p.auto_tile(100, 120) == (120, True)
+    np.testing.assert_allclose(p.predict_plane(image), whole, atol=1e-5)
+    monkeypatch.setattr(inference, "memory_budget", lambda device: 64 * 64 * p.bytes_per_pixel)
+    tile, is_whole = p.auto_tile(100, 120)
+    assert not is_whole and tile == 128          # at least four overlaps wide
+    tiled = p.predict_plane(image)
+    # tiles see mirrored context at the image border where the untiled network sees zero
+    # padding, so compare away from the border: no seams inside
+    inner = (slice(None), slice(16, -16), slice(16, -16))
+    assert np.abs(tiled - whole)[inner].max() < 0.01 * whole.std()

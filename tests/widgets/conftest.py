@@ -51,16 +51,13 @@ def viewer(make_napari_viewer):
     return make_napari_viewer()
 
 
-def tiny_training(widget, out_dir, steps=4, preview_every=2):
-    """Settings that make a Pix2Pix run take a second or two on a laptop CPU."""
-    widget.steps.value = steps
-    widget.preview_every.value = preview_every
-    widget.log_every.value = 1
-    widget.patch.value = 32
-    widget.batch.value = 2
-    widget.width.value = 4
-    widget.depth.value = 2
-    widget.val_fraction.value = 0.2
+def tiny_training(widget, out_dir, steps=4, preview_every=2, **settings):
+    """Settings that make a Pix2Pix run take a second or two on a laptop CPU (fields are
+    reached by setting name; ``settings`` overrides or adds some)."""
+    values = dict(steps=steps, val_every=preview_every, log_every=1, patch=32, batch=2, width=4, depth=2,
+                  val_fraction=0.2, amp=False, **settings)
+    for name, value in values.items():
+        widget.field(name).value = value
     widget.device.value = "cpu"
     widget.out_dir.value = str(out_dir)
 
@@ -116,3 +113,71 @@ def stylegan2_model(tmp_path_factory):
     for _ in trainer.run():
         pass
     return out / "model.safetensors"
+
+
+# ------------------------------------------------------------------ a family only the tests know
+@pytest.fixture
+def tiny_family():
+    """A tiny extra model family ("tiny": one input, two settings, apply mode "image"; its
+    model multiplies the image by a stored weight), registered for the test only."""
+    from dataclasses import dataclass
+
+    from napari_gan.core import families
+    from napari_gan.core.families import DataInput, Family
+    from napari_gan.core.settings import setting
+
+    @dataclass
+    class TinyConfig:
+        strength: float = setting(0.5, "how strongly to smooth", min=0, max=1)
+        passes: int = setting(2, "smoothing passes", min=1, max=9, advanced=True, label="Number of passes")
+
+    class TinyFamily(Family):
+        name = "tiny"
+        title = "Tiny smoother"
+        summary = "a family only the tests know"
+        config_class = TinyConfig
+        inputs = (DataInput("pictures", "images to learn from", label="Pictures"),)
+        apply_mode = "image"
+        architecture_fields = ("strength", "passes")
+        loaded_on: list = []            # the threads its weights were read on
+
+        def load_applier(self, header, device="auto", amp=True):
+            import threading
+
+            import torch
+
+            from napari_gan.core import checkpoint
+            from napari_gan.core.device import resolve_device
+            from napari_gan.core.inference import Predictor
+            from napari_gan.core.normalization import Normalizer
+
+            self.loaded_on.append(threading.current_thread())
+            net = torch.nn.Conv2d(1, 1, 1, bias=False)
+            net.load_state_dict(checkpoint.load_networks(header, ["generator"])["generator"])
+            unit = Normalizer([0.0], [1.0])
+            return Predictor(net, {"scale": 1}, unit, unit, resolve_device(device), header.path, amp=False)
+
+        def describe(self, header):
+            return f"Tiny smoother, strength {header.architecture['strength']:g}"
+
+    families.all_families()             # the built-in families first
+    family = families.register(TinyFamily())
+    try:
+        yield family
+    finally:
+        families.unregister(family.name)
+
+
+@pytest.fixture
+def tiny_model(tiny_family, tmp_path):
+    """A model file of the tiny family whose network doubles every pixel."""
+    import torch
+
+    from napari_gan.core import checkpoint
+
+    net = torch.nn.Conv2d(1, 1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    return checkpoint.save_model(tmp_path / "tiny-run" / "model.safetensors", "tiny",
+                                 {"strength": 0.25, "passes": 3}, {"generator": net}, {},
+                                 step=7, metrics={"score": 0.5})

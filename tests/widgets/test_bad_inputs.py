@@ -1,5 +1,6 @@
-"""Bad input in the GUI: each case gives one clear napari notification, nothing starts,
-nothing freezes, and the user's layers are left exactly as they were."""
+"""Bad input in the GUI: each case gives one clear napari notification (at once for what
+the widget checks itself, from the worker for what the core checks), nothing freezes, and
+the user's layers are left exactly as they were."""
 
 from __future__ import annotations
 
@@ -59,12 +60,12 @@ TRAIN_CASES = {
                           v.add_image(IMG, name="target")), "labels layer"),
     "constant": (lambda v: _pair(v, IMG, np.full((64, 64), 7.0, np.float32)), "constant"),
     "blank": (lambda v: _pair(v, np.zeros((64, 64), np.float32), IMG), "constant"),
-    "too small": (lambda v: _pair(v, IMG[:12, :12], IMG[:12, :12]), "at least 16x16"),
+    "too small": (lambda v: _pair(v, IMG[:6, :6], IMG[:6, :6]), "at least 8x8"),
     "nan": (lambda v: _pair(v, np.where(IMG > 150, np.nan, IMG).astype(np.float32), IMG), "NaN"),
 }
 
 
-def test_train_bad_inputs_are_notifications(viewer, train_widget, notes):
+def test_train_bad_inputs_are_notifications(qtbot, viewer, train_widget, notes):
     """One viewer for every case (each case starts from an empty layer list)."""
     problems = []
     for case, (make, expected) in TRAIN_CASES.items():
@@ -72,12 +73,13 @@ def test_train_bad_inputs_are_notifications(viewer, train_widget, notes):
         seen = len(notes.errors())
         make(viewer)
         if case == "labels":
-            train_widget.input_layer.value = viewer.layers["input"]
-            train_widget.target_layer.value = viewer.layers["target"]
+            train_widget.picker("input").value = viewer.layers["input"]
+            train_widget.picker("target").value = viewer.layers["target"]
         before = snapshot(viewer)
         train_widget.train_button.native.click()
+        wait_idle(qtbot, train_widget)
         errors = notes.errors()[seen:]
-        if train_widget.running or len(errors) != 1 or expected not in errors[0] or "Traceback" in errors[0]:
+        if len(errors) != 1 or expected not in errors[0] or "Traceback" in errors[0]:
             problems.append(f"{case}: running={train_widget.running}, errors={errors}")
         if not train_widget.train_button.enabled:
             problems.append(f"{case}: Train button left disabled")
@@ -88,32 +90,57 @@ def test_train_bad_inputs_are_notifications(viewer, train_widget, notes):
 def test_train_same_layer_twice(viewer, train_widget, notes):
     layer = viewer.add_image(IMG, name="image")
     viewer.add_image(IMG, name="other")
-    train_widget.input_layer.value = layer
-    train_widget.target_layer.value = layer
+    train_widget.picker("input").value = layer
+    train_widget.picker("target").value = layer
     train_widget.train_button.native.click()
     assert not train_widget.running and "same layer" in notes.errors()[0]
 
 
-def test_train_super_resolution_with_wrong_ratio(viewer, train_widget, notes):
-    _pair(viewer, IMG[:32, :32], IMG)           # x2 ratio but x4 model chosen
-    train_widget.model_kind.value = "pix2pix-sr4"
+def test_train_validation_layers_come_in_pairs(viewer, train_widget, notes, pair):
+    _pair(viewer, *pair)
+    train_widget.picker("val_input").value = viewer.add_image(pair[0], name="validation")
     train_widget.train_button.native.click()
-    assert not train_widget.running
+    assert not train_widget.running and "or neither" in notes.errors()[0]
+
+
+def test_train_needs_a_folder(viewer, train_widget, notes, pair):
+    _pair(viewer, *pair)
+    train_widget.out_dir.line_edit.value = ""      # the user cleared the field
+    train_widget.train_button.native.click()
+    assert not train_widget.running and "Save to" in notes.errors()[0]
+
+
+def test_train_super_resolution_with_wrong_ratio(qtbot, viewer, train_widget, notes):
+    _pair(viewer, IMG[:32, :32], IMG)           # x2 ratio but x4 model chosen
+    train_widget.field("task").value = "sr"
+    train_widget.field("scale").value = 4
+    train_widget.train_button.native.click()
+    wait_idle(qtbot, train_widget)
     assert "for 4x super-resolution the target must be 128x128" in notes.errors()[0]
 
 
-def test_resume_without_a_saved_run(viewer, train_widget, notes, pair):
+def test_denoising_with_a_scale_is_refused(qtbot, viewer, train_widget, notes, pair):
+    _pair(viewer, *pair)
+    train_widget.field("scale").value = 2
+    train_widget.train_button.native.click()
+    wait_idle(qtbot, train_widget)
+    assert len(notes.errors()) == 1 and "Denoising keeps the image size" in notes.errors()[0]
+
+
+def test_resume_without_a_saved_run(qtbot, viewer, train_widget, notes, pair):
     _pair(viewer, *pair)
     train_widget.resume_button.native.click()
-    assert not train_widget.running and "Nothing to resume" in notes.errors()[0]
+    wait_idle(qtbot, train_widget)
+    assert "Nothing to resume" in notes.errors()[0]
 
 
-def test_stylegan2_with_too_few_images(viewer, train_widget, notes):
+def test_stylegan2_with_too_few_images(qtbot, viewer, train_widget, notes):
     viewer.add_image(IMG[:20, :20], name="tiny")
-    train_widget.model_kind.value = "stylegan2"
-    train_widget.resolution.value = 16
+    train_widget.model.value = "stylegan2"
+    train_widget.field("resolution").value = 16
     train_widget.train_button.native.click()
-    assert not train_widget.running and "Too few images" in notes.errors()[0]
+    wait_idle(qtbot, train_widget)
+    assert "Too few images" in notes.errors()[0]
 
 
 def test_out_of_memory_during_training(qtbot, monkeypatch, viewer, train_widget, notes, pair):
@@ -162,8 +189,8 @@ def test_generate_with_a_missing_or_foreign_model(viewer, gen_widget, notes, tmp
             path = pix2pix_models["denoise"].parent / "training_state.safetensors"
         seen = len(notes.errors())
         gen_widget.model_path.value = path
-        if kind != "training state" and gen_widget.model_kind is not None:
-            problems.append(f"{kind}: detected as {gen_widget.model_kind}")
+        if kind != "training state" and gen_widget.family is not None:
+            problems.append(f"{kind}: detected as {gen_widget.family.name}")
         gen_widget.run_button.native.click()
         errors = notes.errors()[seen:]
         if gen_widget.running or len(errors) != 1 or expected not in errors[0]:
@@ -180,7 +207,7 @@ GENERATE_CASES = {
 }
 
 
-def test_generate_bad_inputs_are_notifications(viewer, gen_widget, notes, pix2pix_models):
+def test_generate_bad_inputs_are_notifications(qtbot, viewer, gen_widget, notes, pix2pix_models):
     gen_widget.model_path.value = pix2pix_models["denoise"]
     problems = []
     for case, (make, expected) in GENERATE_CASES.items():
@@ -191,9 +218,10 @@ def test_generate_bad_inputs_are_notifications(viewer, gen_widget, notes, pix2pi
             gen_widget.input_layer.value = viewer.layers["raw"]
         before = snapshot(viewer)
         gen_widget.run_button.native.click()
+        wait_idle(qtbot, gen_widget)
         errors = notes.errors()[seen:]
-        if gen_widget.running or len(errors) != 1 or expected not in errors[0]:
-            problems.append(f"{case}: running={gen_widget.running}, errors={errors}")
+        if len(errors) != 1 or expected not in errors[0]:
+            problems.append(f"{case}: errors={errors}")
         assert_unchanged(viewer, before)
     assert not problems, "\n".join(problems)
 

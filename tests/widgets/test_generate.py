@@ -1,4 +1,4 @@
-"""The Generate Data widget: model-kind detection, new layers, saving, cancelling."""
+"""The Generate Data widget: the model's family from its header, new layers, saving, cancelling."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def test_pix2pix_denoise_gives_a_layer_on_top_of_the_input(qtbot, viewer, gen_wi
     image = smooth_image((70, 50))
     layer = viewer.add_image(image, name="raw", scale=(0.5, 0.25), translate=(10, 20))
     gen_widget.model_path.value = pix2pix_models["denoise"].parent      # a run folder works
-    assert gen_widget.model_kind == "pix2pix"
-    assert "Pix2Pix denoising" in gen_widget.model_info.value
-    assert not gen_widget.pix2pix_box.native.isHidden() and gen_widget.stylegan2_box.native.isHidden()
+    assert gen_widget.family.name == "pix2pix"
+    assert "Pix2Pix denoising" in gen_widget.model_info.value and "trained 1 steps" in gen_widget.model_info.value
+    assert not gen_widget.image_box.native.isHidden() and gen_widget.noise_box.native.isHidden()
+    assert gen_widget.run_button.text == "Predict"
     gen_widget.input_layer.value = layer
     gen_widget.run_button.native.click()
     wait_idle(qtbot, gen_widget)
@@ -91,12 +92,13 @@ def test_synchronous_mode_for_scripts(monkeypatch, viewer, gen_widget, pix2pix_m
 
 
 def test_stylegan2_generates_a_stack(qtbot, viewer, gen_widget, stylegan2_model, tmp_path, notes):
-    from napari_gan.core.generation import load_generator
+    from napari_gan.core import checkpoint, families
 
     gen_widget.model_path.value = stylegan2_model
-    assert gen_widget.model_kind == "stylegan2"
+    assert gen_widget.family.name == "stylegan2"
     assert "StyleGAN2" in gen_widget.model_info.value and "16x16" in gen_widget.model_info.value
-    assert gen_widget.pix2pix_box.native.isHidden() and not gen_widget.stylegan2_box.native.isHidden()
+    assert gen_widget.image_box.native.isHidden() and not gen_widget.noise_box.native.isHidden()
+    assert gen_widget.run_button.text == "Generate"
     gen_widget.n_images.value = 20          # more than one batch of 16
     gen_widget.seed.value = 3
     gen_widget.truncation.value = 0.7
@@ -108,7 +110,8 @@ def test_stylegan2_generates_a_stack(qtbot, viewer, gen_widget, stylegan2_model,
     layer = gen_widget.last_layer
     assert layer.name == "nuclei-run generated (seed 3)"
     assert layer.data.shape == (20, 16, 16)
-    expected = load_generator(stylegan2_model, "cpu").generate(20, seed=3, truncation=0.7)
+    header = checkpoint.read_header(stylegan2_model)
+    expected = families.for_header(header).load_applier(header, "cpu").generate(20, seed=3, truncation=0.7)
     np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-3)   # same as the CLI/core
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "generated.tif"), layer.data)
 

@@ -78,8 +78,10 @@ def layer_choices(viewer: "napari.Viewer", exclude_previews: bool = True) -> lis
     return [(layer.name, layer) for layer in layers]
 
 
-def layer_array(layer, role: str, grayscale: bool = True) -> np.ndarray:
-    """The pixels of an image layer, after the checks every widget needs."""
+def image_layer_data(layer, role: str, grayscale: bool = True):
+    """The pixels of an image layer after the cheap checks every widget needs: the layer's
+    own array (level 0 of a multiscale layer), never converted here, so that dask or zarr
+    data are only read in the worker."""
     from napari.layers import Image, Labels
 
     if layer is None:
@@ -93,24 +95,29 @@ def layer_array(layer, role: str, grayscale: bool = True) -> np.ndarray:
         raise InputError(f"'{layer.name}' is an RGB image but a grayscale image is expected for the "
                          f"{role}; split the colour channels (right-click the layer > Split RGB).")
     data = layer.data[0] if layer.multiscale else layer.data
-    array = data if isinstance(data, np.ndarray) else np.asarray(data)
-    if array.size == 0:
-        raise InputError(f"'{layer.name}' is empty (shape {array.shape}).")
-    return array
+    if 0 in tuple(data.shape):
+        raise InputError(f"'{layer.name}' is empty (shape {tuple(data.shape)}).")
+    return data
 
 
 def spatial_scale(layer) -> tuple[np.ndarray, np.ndarray]:
     """(scale, translate) of a layer as float arrays."""
-    return np.asarray(layer.scale, float), np.asarray(layer.translate, float)
+    return np.array(layer.scale, float), np.array(layer.translate, float)
 
 
 def upscaled_placement(layer, factor: int, ndim: int | None = None) -> tuple[list[float], list[float]]:
-    """Scale and translate of a result ``factor`` times finer in Y/X than ``layer``.
+    """Scale and translate of a result ``factor`` times finer in Y/X than ``layer``."""
+    return placement(*spatial_scale(layer), factor, ndim)
+
+
+def placement(scale, translate, factor: int, ndim: int | None = None) -> tuple[list[float], list[float]]:
+    """Scale and translate of a result ``factor`` times finer in Y/X than a layer placed by
+    ``scale`` and ``translate``.
 
     Output pixel centres are placed inside the input pixel they subdivide, so the result
     lies exactly on top of the input in world coordinates.
     """
-    scale, translate = spatial_scale(layer)
+    scale, translate = np.array(scale, float), np.array(translate, float)
     ndim = ndim or len(scale)
     scale, translate = scale[-ndim:].copy(), translate[-ndim:].copy()
     if factor != 1:
@@ -136,6 +143,14 @@ def contrast_limits(image: np.ndarray, percentiles=(0.5, 99.8)) -> tuple[float, 
 
 
 # -------------------------------------------------------------------------- devices
+def import_training_modules() -> None:
+    """Import what a first training run would otherwise import in its worker: torch's first
+    optimiser imports torch._dynamo (about a second), which holds the GIL for up to 0.15 s
+    at a time and so would freeze napari's canvas while the run starts. Called when the
+    Train widget opens, which imports torch anyway."""
+    import torch._dynamo  # noqa: F401
+
+
 def device_choices() -> list[tuple[str, str]]:
     """(label, value) pairs: auto with what it resolves to, the CPU, and each GPU by name."""
     import torch

@@ -1,14 +1,17 @@
 """The "Generate Data" dock widget: apply a trained model and get a new layer.
 
-The model's kind is read from its file. Pix2Pix models restore an input layer (2D, Z/T
-stack or several channels; tiled, so large images fit in memory); StyleGAN2 models
-generate a stack of new images from a seed. The work runs in a napari thread worker
-with progress and Cancel; the result becomes a new layer placed on top of the input
-(scale and translate account for x2/x4 super-resolution) and can be saved as TIFF.
+Choosing a model file reads only its header; its family (from the registry) says what the
+model does: families with apply mode "image" restore or translate an input layer (2D,
+Z/T stack or several channels; tiled, so large images fit in memory), those with mode
+"noise" generate a stack of new images from a seed. The weights are read, and everything
+heavy done, in a napari thread worker with progress and Cancel; the result becomes a new
+layer placed on top of the input (scale and translate account for super-resolution) and
+can be saved as TIFF.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -22,15 +25,20 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
-    InputError, contrast_limits, device_choices, layer_array, layer_choices, notify_error,
+    InputError, contrast_limits, device_choices, image_layer_data, layer_choices, notify_error,
     notify_info, notify_warning, upscaled_placement, user_message,
 )
+from ._fields import align_labels
 from ._workers import Failure, ProgressRelay, start_job
 
 if TYPE_CHECKING:
     import napari
 
+    from ..core.checkpoint import Header
+    from ..core.families import Family
+
 TIFF_SUFFIXES = (".tif", ".tiff")
+BUTTON_TEXT = {"image": "Predict", "noise": "Generate", None: "Generate"}
 
 
 @dataclass
@@ -46,22 +54,30 @@ class GenerationPlan:
     total: int = 0
 
 
-def describe_model(loaded) -> str:
+@dataclass
+class Outcome:
+    """What a job returns: the result, its display range and its channel axis (if split)."""
+
+    data: np.ndarray
+    contrast: Any
+    channel_axis: int | None = None
+
+
+@dataclass
+class Notice:
+    """A warning a job sends to the user on its way."""
+
+    message: str
+
+
+def describe_model(family: "Family", header: "Header") -> str:
     """One line about a model file, from its header."""
-    cfg, header = loaded.config, loaded.header
-    if loaded.kind == "pix2pix":
-        what = ("denoising" if cfg.get("task") == "denoise" else f"super-resolution x{cfg.get('scale')}")
-        text = f"Pix2Pix {what}, {cfg.get('in_channels', 1)} channel(s)"
-    elif loaded.kind == "stylegan2":
-        res = cfg.get("resolution")
-        text = "StyleGAN2 generator" + (f", {res}x{res} pixels" if res else "")
-    else:
-        text = f"{loaded.kind} model"
-    if loaded.role != "model":
-        text += f" ({loaded.role} file)"
-    if header.get("step") is not None:
-        text += f", trained {header['step']} steps"
-    metrics = header.get("metrics") or {}
+    text = family.describe(header)
+    if header.role != "model":
+        text += f" ({header.role.replace('_', ' ')} file)"
+    if header.step is not None:
+        text += f", trained {header.step} steps"
+    metrics = {k: v for k, v in header.metrics.items() if isinstance(v, (int, float))}
     if metrics:
         text += ", " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items())
     return text
@@ -72,7 +88,7 @@ def safe_filename(name: str) -> str:
 
 
 class GenerateWidget(QWidget):
-    """Dock widget: choose a model, then restore a layer (Pix2Pix) or generate images (StyleGAN2)."""
+    """Dock widget: choose a model, then restore a layer or generate images, as its family does."""
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent: QWidget | None = None):
         super().__init__(parent)
@@ -82,7 +98,8 @@ class GenerateWidget(QWidget):
         self._plan: GenerationPlan | None = None
         self._cancel = threading.Event()
         self._running = False
-        self.model_kind: str | None = None
+        self.family: "Family | None" = None     # of the chosen model file
+        self.header: "Header | None" = None
         self.last_layer = None
         self.last_saved: Path | None = None
 
@@ -104,10 +121,15 @@ class GenerateWidget(QWidget):
         self.save = CheckBox(text="Save result as TIFF", value=False)
         self.save_path = FileEdit(label="Save to", mode="w", filter="TIFF (*.tif *.tiff)", visible=False,
                                   tooltip="A .tif file, or a folder (the file is named after the new layer)")
-        self.pix2pix_box = Container(widgets=[self.input_layer, self.channel_axis, self.tile, self.overlap])
-        self.stylegan2_box = Container(widgets=[self.n_images, self.seed, self.truncation], visible=False)
-        self.form = Container(widgets=[self.model_path, self.model_info, self.pix2pix_box, self.stylegan2_box,
-                                       self.device, self.save, self.save_path])
+        self.image_box = Container(widgets=[self.input_layer, self.channel_axis, self.tile, self.overlap])
+        self.noise_box = Container(widgets=[self.n_images, self.seed, self.truncation], visible=False)
+        sections = [Container(widgets=[self.model_path, self.model_info]), self.image_box, self.noise_box,
+                    Container(widgets=[self.device]), self.save, Container(widgets=[self.save_path])]
+        self.form = Container(labels=False, widgets=sections)
+        labelled = [c for c in sections if isinstance(c, Container)]
+        for c in labelled:
+            c.margins = (0, 0, 0, 0)
+        align_labels(*labelled)
         self.run_button = PushButton(text="Generate")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
@@ -121,9 +143,9 @@ class GenerateWidget(QWidget):
         for w in (self.form.native, self.buttons.native, self.progress_bar, self.status.native):
             layout.addWidget(w)
         layout.addStretch(1)
-        self.model_info.native.setWordWrap(True)
-        self.status.native.setWordWrap(True)
-        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        for label in (self.model_info, self.status):
+            label.native.setWordWrap(True)
+            label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
         self.model_path.changed.connect(self._detect)
         self.save.changed.connect(lambda v: setattr(self.save_path, "visible", bool(v)))
@@ -134,7 +156,7 @@ class GenerateWidget(QWidget):
         events = self.viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self.reset_choices)
-        self._show_sections(None)
+        self._show_sections(None, None)
 
     # ------------------------------------------------------------------ choices
     def reset_choices(self, *_args) -> None:
@@ -146,29 +168,35 @@ class GenerateWidget(QWidget):
             raise InputError("No model chosen; choose a model file (model.safetensors) or a training run folder.")
         return Path(value).expanduser()
 
-    def _detect(self, *_args) -> str | None:
-        """Read the model's kind from its file and show the matching settings."""
-        from ..core import checkpoint
+    def _read_model(self) -> tuple["Header", "Family"]:
+        """The header of the chosen model file (never its weights) and its family."""
+        from ..core import checkpoint, families
 
+        header = checkpoint.read_header(checkpoint.resolve_model_path(self._path()))
+        return header, families.for_header(header)
+
+    def _detect(self, *_args) -> "Family | None":
+        """Read the chosen file's header and show the settings its family needs."""
         try:
-            loaded = checkpoint.load(self._path())
+            header, family = self._read_model()
         except Exception as exc:  # noqa: BLE001 - shown in the info line; Generate notifies
-            self.model_kind = None
             self.model_info.value = user_message(exc)
-            self._show_sections(None)
+            self._show_sections(None, None)
             return None
-        self.model_kind = loaded.kind
-        self.model_info.value = describe_model(loaded)
-        self._show_sections(loaded)
-        return loaded.kind
+        self._show_sections(header, family)
+        return family
 
-    def _show_sections(self, loaded) -> None:
-        kind = loaded.kind if loaded is not None else None
-        self.pix2pix_box.visible = kind != "stylegan2"
-        self.stylegan2_box.visible = kind == "stylegan2"
-        multi = loaded is not None and int(loaded.config.get("in_channels", 1)) > 1
-        self.channel_axis.visible = multi
-        self.run_button.text = "Generate" if kind == "stylegan2" else "Predict" if kind == "pix2pix" else "Generate"
+    def _show_sections(self, header: "Header | None", family: "Family | None") -> None:
+        from ..core.families import stored_config
+
+        self.header, self.family = header, family
+        if family is not None:
+            self.model_info.value = describe_model(family, header)
+        mode = family.apply_mode if family is not None else None
+        self.image_box.visible = mode != "noise"
+        self.noise_box.visible = mode == "noise"
+        self.channel_axis.visible = header is not None and _in_channels(stored_config(header)) > 1
+        self.run_button.text = BUTTON_TEXT[mode]
 
     # ------------------------------------------------------------------ actions
     @property
@@ -176,7 +204,7 @@ class GenerateWidget(QWidget):
         return self._running
 
     def run(self, *_args) -> bool:
-        """Check the inputs, then start the prediction or generation; False on bad input."""
+        """Check the inputs (cheaply), then start the prediction or generation; False on bad input."""
         if self._running:
             notify_warning("A prediction is already running; cancel it or wait for it to finish.")
             return False
@@ -192,7 +220,7 @@ class GenerateWidget(QWidget):
         self.cancel_button.enabled = True
         self.status.value = plan.description
         self._open_progress(plan.total)
-        self._worker = start_job(plan.job, *plan.args, on_yield=self._on_status, on_finish=self._on_finish)
+        self._worker = start_job(plan.job, *plan.args, on_yield=self._on_message, on_finish=self._on_finish)
         return True
 
     def cancel(self, *_args) -> None:
@@ -205,19 +233,14 @@ class GenerateWidget(QWidget):
     def _make_plan(self) -> GenerationPlan:
         from ..core import checkpoint
 
-        path = self._path()
-        loaded = checkpoint.load(path)
-        self.model_kind = loaded.kind
-        self.model_info.value = describe_model(loaded)
-        self._show_sections(loaded)
-        if loaded.role != "model":
-            raise InputError(f"'{loaded.path}' is a {loaded.role} file, not a model; choose "
+        header, family = self._read_model()     # again: the file may have changed since it was chosen
+        self._show_sections(header, family)
+        if header.role != "model":
+            raise InputError(f"'{header.path}' is a {header.role.replace('_', ' ')} file, not a model; choose "
                              f"{checkpoint.MODEL_FILENAME} (or the run folder).")
-        if loaded.kind == "pix2pix":
-            return self._plan_pix2pix(path)
-        if loaded.kind == "stylegan2":
-            return self._plan_stylegan2(path)
-        raise InputError(f"'{loaded.path}' holds a '{loaded.kind}' model, which this version cannot use.")
+        if family.apply_mode == "image":
+            return self._plan_image(header, family)
+        return self._plan_noise(header, family)
 
     def _save_target(self, layer_name: str) -> Path | None:
         from ..core.io import check_writable
@@ -234,57 +257,43 @@ class GenerateWidget(QWidget):
             target = target / f"{safe_filename(layer_name)}.tif"
         return check_writable(target)
 
-    def _plan_pix2pix(self, path: Path) -> GenerationPlan:
-        from ..core.data import to_planes
-        from ..core.inference import load_predictor
+    def _plan_image(self, header: "Header", family: "Family") -> GenerationPlan:
+        from ..core.families import stored_config
 
+        stored = stored_config(header)
+        channels = _in_channels(stored)
         layer = self.input_layer.value
-        if layer is None:
-            layer_array(None, "input")
-        predictor = load_predictor(path, self.device.value)
-        image = layer_array(layer, "input", grayscale=predictor.in_channels == 1)
-        channel_axis = None if self.channel_axis.value < 0 or predictor.in_channels == 1 else int(self.channel_axis.value)
-        planes, _ = to_planes(image, predictor.in_channels, channel_axis, f"'{layer.name}'")
-        sample = np.asarray(planes[0, :, ::max(1, planes.shape[-2] // 256), ::max(1, planes.shape[-1] // 256)])
-        if sample.dtype.kind == "f" and not np.isfinite(sample).all():
-            raise InputError(f"'{layer.name}' contains NaN or infinite values; fix or crop them first.")
-        if sample.size and float(sample.max()) == float(sample.min()):
-            notify_warning(f"'{layer.name}' looks constant (every pixel is {float(sample.min()):g}); "
-                           "the result will carry no information.")
-        what = "denoised" if predictor.scale == 1 else f"x{predictor.scale}"
+        image = image_layer_data(layer, "input", grayscale=channels == 1)
+        channel_axis = None if self.channel_axis.value < 0 or channels == 1 else int(self.channel_axis.value)
+        factor = family.output_scale(family.config_from_header(header))
+        what = f"x{factor}" if factor > 1 else "denoised" if stored.get("task") == "denoise" else family.name
         name = f"{layer.name} {what}"
-        scale, translate = upscaled_placement(layer, predictor.scale)
-        kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(predictor.path)}}
-        if len(scale) == image.ndim:
+        scale, translate = upscaled_placement(layer, factor)
+        kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path)}}
+        if len(scale) == len(image.shape):
             kwargs.update(scale=scale, translate=translate)
         kwargs["colormap"] = layer.colormap.name if not layer.rgb else "gray"
         tile = int(self.tile.value) or None
         save_path = self._save_target(name)
+        planes = math.prod(image.shape[:-2]) // channels
         return GenerationPlan(
             job=_predict_job,
-            args=(predictor, image, channel_axis, tile, int(self.overlap.value), self._cancel.is_set,
-                  self.relay, save_path, f"'{layer.name}'"),
-            layer_name=name, layer_kwargs=kwargs, save_path=save_path, total=len(planes),
-            description=f"Predicting {len(planes)} plane(s) of '{layer.name}' on {predictor.device_name} ...")
+            args=(family, header, self.device.value, image, channel_axis, tile, int(self.overlap.value),
+                  self._cancel.is_set, self.relay, save_path, f"'{layer.name}'"),
+            layer_name=name, layer_kwargs=kwargs, save_path=save_path, total=max(1, planes),
+            description=f"Loading {family.title} and predicting '{layer.name}' ...")
 
-    def _plan_stylegan2(self, path: Path) -> GenerationPlan:
-        from ..core.generation import load_generator
-
-        generator = load_generator(path, self.device.value)
+    def _plan_noise(self, header: "Header", family: "Family") -> GenerationPlan:
         n, seed, psi = int(self.n_images.value), int(self.seed.value), float(self.truncation.value)
-        latents = generator.latents(n, seed)
-        run_name = generator.path.parent.name if generator.path is not None else "stylegan2"
-        name = f"{run_name} generated (seed {seed})"
-        kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(generator.path), "seed": seed,
+        name = f"{header.path.parent.name or family.name} generated (seed {seed})"
+        kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path), "seed": seed,
                                                "truncation": psi}, "colormap": "gray"}
-        if generator.channels > 1:
-            kwargs["channel_axis"] = 1
         save_path = self._save_target(name)
         return GenerationPlan(
-            job=_generate_job, args=(generator, latents, psi, self._cancel.is_set, self.relay, save_path),
+            job=_generate_job,
+            args=(family, header, self.device.value, n, seed, psi, self._cancel.is_set, self.relay, save_path),
             layer_name=name, layer_kwargs=kwargs, save_path=save_path, total=n,
-            description=(f"Generating {n} image(s) of {generator.resolution}x{generator.resolution} "
-                         f"on {generator.device_name} ..."))
+            description=f"Loading {family.title} and generating {n} image(s) ...")
 
     # ------------------------------------------------------------------ progress
     def _open_progress(self, total: int) -> None:
@@ -305,12 +314,18 @@ class GenerateWidget(QWidget):
         if total > 1:
             self.progress_bar.setRange(0, total)
             self.progress_bar.setValue(done)
-            if self._pbar is not None and done > self._pbar.n:
-                self._pbar.update(done - self._pbar.n)
+            pbar = self._pbar
+            if pbar is not None:
+                if pbar.total != total:
+                    pbar.total = total
+                if done > pbar.n:
+                    pbar.update(done - pbar.n)
         self.status.value = f"{done}/{total} done"
 
-    def _on_status(self, message) -> None:
-        if isinstance(message, str):
+    def _on_message(self, message) -> None:
+        if isinstance(message, Notice):
+            notify_warning(message.message)
+        elif isinstance(message, str):
             self.status.value = message
 
     def _on_finish(self, result) -> None:
@@ -330,15 +345,13 @@ class GenerateWidget(QWidget):
                 notify_error(message)
             self.progress_bar.setValue(0)
             return
-        kwargs = dict(plan.layer_kwargs)
-        if "channel_axis" not in kwargs:
-            kwargs.setdefault("contrast_limits", contrast_limits(result))
-        if "channel_axis" in kwargs:
-            kwargs["contrast_limits"] = [contrast_limits(c) for c in np.moveaxis(result, kwargs["channel_axis"], 0)]
-        added = self.viewer.add_image(result, name=plan.layer_name, **kwargs)
+        kwargs = dict(plan.layer_kwargs, contrast_limits=result.contrast)
+        if result.channel_axis is not None:
+            kwargs["channel_axis"] = result.channel_axis
+        added = self.viewer.add_image(result.data, name=plan.layer_name, **kwargs)
         self.last_layer = added[0] if isinstance(added, list) else added
         self.progress_bar.setValue(1)
-        message = f"Added layer '{self.last_layer.name}' {tuple(result.shape)}"
+        message = f"Added layer '{self.last_layer.name}' {tuple(result.data.shape)}"
         if plan.save_path is not None:
             self.last_saved = plan.save_path
             message += f"; saved to '{plan.save_path}'"
@@ -346,26 +359,50 @@ class GenerateWidget(QWidget):
         self.status.value = message + "."
 
 
-def _predict_job(predictor, image, channel_axis, tile, overlap, cancel, relay, save_path, name):
-    """Worker: tiled Pix2Pix prediction, then (optionally) the TIFF file."""
+def _in_channels(stored: dict) -> int:
+    try:
+        return max(1, int(stored.get("in_channels", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _looks_constant(image) -> float | None:
+    """The value of an image whose every (subsampled) pixel is the same, else None."""
+    step_y, step_x = (max(1, n // 256) for n in image.shape[-2:])
+    sample = np.asarray(image[..., ::step_y, ::step_x])
+    if sample.size == 0 or (sample.dtype.kind == "f" and not np.isfinite(sample).all()):
+        return None
+    lo, hi = float(sample.min()), float(sample.max())
+    return lo if lo == hi else None
+
+
+# ------------------------------------------------------------------------ the workers
+def _predict_job(family, header, device, image, channel_axis, tile, overlap, cancel, relay, save_path, name):
+    """Worker: load the model, tiled prediction, then (optionally) the TIFF file."""
     from ..core.io import write_tiff
 
+    predictor = family.load_applier(header, device)
+    constant = _looks_constant(image)
+    if constant is not None:
+        yield Notice(f"{name} looks constant (every pixel is {constant:g}); the result will carry no information.")
     yield f"Predicting on {predictor.device_name} ..."
     result = predictor.predict(image, channel_axis, tile, overlap, cancel=cancel,
                                progress=relay.progressed.emit, name=name)
     if save_path is not None:
         yield f"Writing '{save_path}' ..."
         write_tiff(save_path, result)
-    return result
+    return Outcome(result, contrast_limits(result))
 
 
-
-def _generate_job(generator, latents, truncation, cancel, relay, save_path):
-    """Worker: StyleGAN2 images in batches (progress, Cancel between batches), then the TIFF."""
+def _generate_job(family, header, device, n, seed, truncation, cancel, relay, save_path):
+    """Worker: load the model, images in batches (progress, Cancel between batches), then the TIFF."""
     from ..core.io import write_tiff
 
-    yield f"Generating on {generator.device_name} ..."
-    chunks, n, step = [], len(latents), max(1, generator.batch)
+    generator = family.load_applier(header, device)
+    latents = generator.latents(n, seed)
+    yield (f"Generating {n} image(s) of {generator.resolution}x{generator.resolution} "
+           f"on {generator.device_name} ...")
+    chunks, step = [], max(1, generator.batch)
     for start in range(0, n, step):
         if cancel():
             raise InterruptedError("generation cancelled")
@@ -375,4 +412,6 @@ def _generate_job(generator, latents, truncation, cancel, relay, save_path):
     if save_path is not None:
         yield f"Writing '{save_path}' ..."
         write_tiff(save_path, images)
-    return images
+    if generator.channels > 1:
+        return Outcome(images, [contrast_limits(c) for c in np.moveaxis(images, 1, 0)], channel_axis=1)
+    return Outcome(images, contrast_limits(images))

@@ -1,146 +1,207 @@
-"""The "Train" dock widget: train Pix2Pix or StyleGAN2 from napari layers.
+"""The "Train" dock widget: train any registered model family from napari layers.
 
-A thin face over the same core calls as ``napari-gan train``: the layers become numpy
-planes, the core builds the data set and the trainer, and the trainer's generator of
-events runs in a napari thread worker. Each event updates the progress (widget and
-napari's activity dock), the live plot and the preview layer. Stop asks the trainer to
-finish after the current step; it then saves the model and the resumable state.
+A thin face over the same core calls as ``napari-gan train FAMILY``: the model list, the
+layer pickers and the setting fields are built from the family registry and the setting
+declarations. On Train the GUI thread only gathers references to the layers' data, the
+setting values, the folder and the device; everything heavy (reading the layers, checks,
+normalisers, networks, the saved state of a resumed run) happens in a napari thread
+worker, which then forwards the trainer's events. Each event updates the progress
+(widget and napari's activity dock), the live plot and the preview layer. Stop asks the
+trainer to finish after the current step (it then saves the model and the resumable
+state); pressed while the run is still being prepared, it cancels the run.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
-    InputError, PREVIEW_SUFFIX, contrast_limits, device_choices, layer_array, layer_choices,
-    notify_error, notify_info, notify_warning, upscaled_placement, user_message,
+    InputError, PREVIEW_SUFFIX, contrast_limits, device_choices, image_layer_data, import_training_modules,
+    layer_choices, notify_error, notify_info, notify_warning, placement, spatial_scale, user_message,
 )
+from ._fields import SettingFields, align_labels
 from ._plot import TrainingPlot
 from ._workers import Failure, start_job
 
 if TYPE_CHECKING:
     import napari
 
-PIX2PIX_DENOISE = "pix2pix-denoise"
-PIX2PIX_SR2 = "pix2pix-sr2"
-PIX2PIX_SR4 = "pix2pix-sr4"
-STYLEGAN2 = "stylegan2"
-MODEL_KINDS = [
-    ("Pix2Pix denoising", PIX2PIX_DENOISE),
-    ("Pix2Pix super-resolution x2", PIX2PIX_SR2),
-    ("Pix2Pix super-resolution x4", PIX2PIX_SR4),
-    ("StyleGAN2 from noise", STYLEGAN2),
-]
+    from ..core.families import DataInput, Family
+
 PROGRESS_TOTAL = 1000
 REFRESH_MS = 250   # display refresh while training
-MIN_TRAIN_SIZE = 16
 INPUT_HINTS = ("noisy", "low", "input", "raw", "source")
 TARGET_HINTS = ("clean", "high", "target", "gt", "ground")
+CANCELLED = "cancelled"
 
 
-def default_run_folder(kind: str = "run") -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path.home() / "napari-gan-runs" / f"{kind}-{stamp}"
+# ------------------------------------------------------------------ what travels to the worker
+@dataclass
+class LayerInput:
+    """A layer chosen for one of the family's inputs: its data as napari holds it (never
+    converted on the GUI thread) and the words to name it in messages."""
+
+    name: str
+    role: str
+    data: Any
 
 
 @dataclass
-class TrainingPlan:
-    """Everything a training run needs, checked on the GUI thread before it starts."""
+class PreviewPlace:
+    """Where the preview layer goes, taken from the layers when Train is pressed."""
 
-    trainer: Any
-    kind: str
+    name: str
+    scale: np.ndarray              # of the layer the preview lies on
+    translate: np.ndarray
+    contrast: tuple[float, float] | None
+    grid: bool                     # a grid of generated samples, not a crop of the layer
+
+
+@dataclass
+class TrainRequest:
+    family: "Family"
+    values: dict
+    out: Path
+    resume: bool
+    device: str
+    layers: dict[str, LayerInput]
+
+
+@dataclass
+class Prepared:
+    """The job's first message, once the trainer exists: what is trained, and where in the
+    preview's layer its crop comes from (input pixels) at which output scale."""
+
     description: str
-    preview_name: str
-    preview_scale: list[float] | None = None
-    preview_translate: list[float] | None = None
-    preview_contrast: tuple[float, float] | None = None
-    metric_names: list[str] = field(default_factory=list)   # plotted validation metrics
-    loss_names: list[str] = field(default_factory=list)     # plotted losses
-    status_names: list[str] = field(default_factory=list)   # other values shown in the status line
+    preview_origin: tuple[int, int] | None
+    output_scale: int
+    warning: str = ""
+
+
+class RunControl:
+    """Stop requests for a job, valid before and after its trainer exists (thread-safe:
+    each side writes its flag before reading the other's)."""
+
+    def __init__(self):
+        self.stop_requested = False
+        self.trainer = None
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+        if self.trainer is not None:
+            self.trainer.request_stop()
+
+    def attach(self, trainer) -> bool:
+        """Hand over the trainer; False when a stop was requested meanwhile."""
+        self.trainer = trainer
+        if self.stop_requested:
+            trainer.request_stop()
+        return not self.stop_requested
+
+
+# ------------------------------------------------------------------------ per family
+class FamilyForm:
+    """The layer pickers and the setting fields of one family."""
+
+    def __init__(self, family: "Family", choices: Callable):
+        self.family = family
+        self.pickers: dict[str, ComboBox] = {}
+        for inp in family.inputs:
+            tooltip = inp.help + (" (optional)" if inp.optional else "")
+            self.pickers[inp.name] = ComboBox(name=inp.name, label=inp.title, choices=choices, nullable=True,
+                                              tooltip=tooltip)
+        self.inputs = Container(widgets=list(self.pickers.values()))
+        self.settings = SettingFields(family.config_class)
+        self.chosen_by_user: set[str] = set()      # never replaced by name guesses
+        self.guessing = False
+        for name, picker in self.pickers.items():
+            picker.changed.connect(functools.partial(self._mark_chosen, name))
+
+    @property
+    def sections(self) -> tuple[Container, Container]:
+        return self.inputs, self.settings.basic
+
+    def show(self, visible: bool) -> None:
+        for section in (*self.sections, self.settings.advanced):
+            section.visible = visible
+
+    def _mark_chosen(self, name: str, *_args) -> None:
+        if not self.guessing:
+            self.chosen_by_user.add(name)
+
+    def guess_layers(self, layers: list) -> None:
+        """Pick the required inputs from layer names ('noisy' -> input, 'clean' -> target),
+        one layer each; the user's own choices stay."""
+        taken: list = []
+        for inp in self.family.inputs:
+            if inp.optional:
+                continue
+            picker = self.pickers[inp.name]
+            if inp.name in self.chosen_by_user and picker.value is not None and picker.value not in taken:
+                taken.append(picker.value)
+                continue
+            hints = TARGET_HINTS if inp.paired_with else INPUT_HINTS
+            free = [layer for layer in layers if not any(layer is t for t in taken)]
+            guess = next((layer for layer in free if any(h in layer.name.lower() for h in hints)), None)
+            if guess is not None:
+                picker.value = guess
+            elif free and (picker.value is None or any(picker.value is t for t in taken)):
+                picker.value = free[0]
+            if picker.value is not None:
+                taken.append(picker.value)
 
 
 class TrainWidget(QWidget):
-    """Dock widget: choose a model kind and layers, then Train / Stop / Resume."""
+    """Dock widget: choose a model family, its layers and settings, then Train / Stop / Resume."""
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent: QWidget | None = None):
+        from ..core import runs
+        from ..core.training.base import RunSettings
+
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._trainer = None
+        self._control: RunControl | None = None
         self._worker = None
         self._pbar = None
-        self._plan: TrainingPlan | None = None
+        self._request: TrainRequest | None = None
+        self._place: PreviewPlace | None = None
+        self._prepared: Prepared | None = None
         self._preview_layer = None
+        self._pending_preview = None
         self.last_event = None
         self.last_result: dict | None = None   # paths of the last finished run
 
         choices: Callable = lambda _w: layer_choices(self.viewer)
-        self.model_kind = ComboBox(label="Model", choices=MODEL_KINDS, value=PIX2PIX_DENOISE,
-                                   tooltip="What to train: restoration from image pairs, or generation from noise")
-        self.input_layer = ComboBox(label="Input", choices=choices, nullable=True,
-                                    tooltip="Degraded images (Pix2Pix) or the images to learn from (StyleGAN2)")
-        self.target_layer = ComboBox(label="Target", choices=choices, nullable=True,
-                                     tooltip="Clean / high-resolution images matching the input")
-        self.val_input_layer = ComboBox(label="Validation input", choices=choices, nullable=True,
-                                        tooltip="Optional; by default the bottom rows of the input are held out")
-        self.val_target_layer = ComboBox(label="Validation target", choices=choices, nullable=True)
-        self.steps = SpinBox(label="Steps", value=2000, min=1, max=10_000_000, step=100,
-                             tooltip="Total optimisation steps (Resume continues up to this number)")
-        self.minutes = FloatSpinBox(label="Time limit (min)", value=0.0, min=0.0, max=100_000.0, step=5.0,
-                                    tooltip="Stop after this many minutes; 0 = no time limit")
-        self.patch = SpinBox(label="Patch size", value=96, min=16, max=1024, step=16,
-                             tooltip="Training patch size in input pixels")
-        self.batch = SpinBox(label="Batch size", value=8, min=1, max=512)
-        self.preview_every = SpinBox(label="Preview every", value=100, min=1, max=1_000_000, step=50,
-                                     tooltip="Validate, update the preview layer and save the best model every N steps")
-        self.resolution = ComboBox(label="Resolution", choices=[8, 16, 32, 64, 128, 256, 512, 1024], value=64,
-                                   tooltip="Size of the generated images (random crops of this size are learnt)")
-        self.sg_batch = SpinBox(label="Batch size", value=0, min=0, max=512,
-                                tooltip="Images per step; 0 = automatic (4096 / resolution, at most 32)")
-        self.sg_batch.native.setSpecialValueText("auto")
+        self.forms = {f.name: FamilyForm(f, choices) for f in listed_families()}
+        first = next(iter(self.forms))
+        self.model = ComboBox(label="Model", choices=[(f.family.title, name) for name, f in self.forms.items()],
+                              value=first, tooltip="What to train")
+        self.summary = Label(value="")
+        self.run_settings = SettingFields(RunSettings)
         self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
-        self._auto_out = default_run_folder()
+        import_training_modules()
+        self._auto_out = runs.default_folder(first)
         self.out_dir = FileEdit(label="Save to", mode="d", value=self._auto_out,
                                 tooltip="Run folder: model.safetensors (best), last.safetensors, training state")
         self.show_advanced = CheckBox(text="Show advanced settings", value=False)
-        # advanced
-        self.width = SpinBox(label="Width", value=32, min=4, max=512, tooltip="Generator channels at the first level")
-        self.depth = SpinBox(label="Depth", value=3, min=1, max=6, tooltip="uNet levels")
-        self.adv_weight = FloatSpinBox(label="Adversarial weight", value=1.0, min=0.0, max=1000.0, step=0.1,
-                                       tooltip="0 trains a plain uNet with the L1 loss only")
-        self.gan_mode = ComboBox(label="GAN loss", choices=["lsgan", "vanilla", "hinge", "wgan-gp"], value="lsgan")
-        self.lr = FloatSpinBox(label="Learning rate", value=2e-4, min=1e-6, max=1.0, step=1e-5)
-        self.normalization = ComboBox(
-            label="Input normalisation", value="auto",
-            choices=[("auto", "auto"), ("whole data set", "dataset"), ("each image", "image")],
-            tooltip="each image: for images scaled one by one (e.g. 8-bit exports with automatic "
-                    "contrast); auto measures which one the pairs need")
-        self.val_fraction = FloatSpinBox(label="Validation fraction", value=0.1, min=0.0, max=0.5, step=0.05,
-                                         tooltip="Bottom fraction of each image held out when no validation layers are chosen")
-        self.log_every = SpinBox(label="Plot every", value=10, min=1, max=100_000, tooltip="Plot the losses every N steps")
-        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
-        self.sg_size = ComboBox(label="Network size", choices=["auto", "small", "medium", "full"], value="auto",
-                                tooltip="auto: small on the CPU, full on a GPU")
-        self.augment = ComboBox(label="Augmentation", choices=[("adaptive (ADA)", "ada"), ("none", "none")],
-                                value="ada", tooltip="Adaptive discriminator augmentation makes small data sets work")
-        self.advanced = Container(widgets=[self.width, self.depth, self.adv_weight, self.gan_mode, self.lr,
-                                           self.normalization, self.val_fraction, self.sg_size, self.augment, self.log_every,
-                                           self.seed], visible=False)
-        self.form = Container(widgets=[
-            self.model_kind, self.input_layer, self.target_layer, self.val_input_layer,
-            self.val_target_layer, self.steps, self.minutes, self.patch, self.batch, self.resolution,
-            self.sg_batch, self.preview_every, self.device, self.out_dir, self.show_advanced, self.advanced,
-        ])
+        header = Container(widgets=[self.model, self.summary])
+        where = Container(widgets=[self.device, self.out_dir])
+        labelled = [header, *(s for f in self.forms.values() for s in f.sections), self.run_settings.basic, where]
+        self.advanced = Container(labels=False, visible=False, widgets=[
+            *(f.settings.advanced for f in self.forms.values()), self.run_settings.advanced])
+        self.form = Container(labels=False, widgets=[*labelled, self.show_advanced, self.advanced])
+        for c in (*labelled, self.advanced, *self.advanced):
+            c.margins = (0, 0, 0, 0)
+        align_labels(*labelled, *self.advanced)
+
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume")
@@ -151,10 +212,9 @@ class TrainWidget(QWidget):
         self.progress_bar.setRange(0, PROGRESS_TOTAL)
         self.progress_bar.setValue(0)
         self.plot = TrainingPlot()
-        self._pending_preview = None
         # If the widget is deleted (dock closed, viewer closed) while training, the trainer
         # stops after its step and saves: nothing is lost and no thread outlives its window.
-        self._active = {"trainer": None}
+        self._active: dict[str, RunControl | None] = {"control": None}
         self.destroyed.connect(functools.partial(_stop_active, self._active))
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
@@ -164,10 +224,11 @@ class TrainWidget(QWidget):
         for w in (self.form.native, self.buttons.native, self.progress_bar, self.status.native, self.plot):
             layout.addWidget(w)
         layout.addStretch(1)
-        self.status.native.setWordWrap(True)
-        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        for label in (self.status, self.summary):
+            label.native.setWordWrap(True)
+            label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
-        self.model_kind.changed.connect(self._on_kind_changed)
+        self.model.changed.connect(self._on_family_changed)
         self.show_advanced.changed.connect(lambda v: setattr(self.advanced, "visible", bool(v)))
         self.train_button.changed.connect(lambda: self.start(resume=False))
         self.resume_button.changed.connect(lambda: self.start(resume=True))
@@ -178,13 +239,8 @@ class TrainWidget(QWidget):
         events.inserted.connect(self._watch_name)
         for layer in self.viewer.layers:
             layer.events.name.connect(self.reset_choices)
-        # layers chosen by the user (in the GUI or by code) are never replaced by name guesses
-        self._chosen_by_user: set[str] = set()
-        self._guessing = False
-        self.input_layer.changed.connect(lambda *_: self._mark_chosen("input"))
-        self.target_layer.changed.connect(lambda *_: self._mark_chosen("target"))
         self.reset_choices()
-        self._on_kind_changed(self.model_kind.value)
+        self._on_family_changed(first)
 
     def event(self, event) -> bool:
         """napari closes a dock widget by taking it out of its dock (parent -> None): a
@@ -195,258 +251,168 @@ class TrainWidget(QWidget):
                         "a notification will say where the model is saved.")
         return super().event(event)
 
+    # ------------------------------------------------------------------ access
+    @property
+    def family(self) -> "Family":
+        return self.forms[self.model.value].family
+
+    @property
+    def current(self) -> FamilyForm:
+        return self.forms[self.model.value]
+
+    def field(self, name: str):
+        """The widget of a setting of the chosen family (or a run setting), by its name."""
+        settings = self.current.settings
+        return settings.widget(name) if name in settings else self.run_settings.widget(name)
+
+    def picker(self, name: str) -> ComboBox:
+        """The layer picker of one of the chosen family's inputs, by the input's name."""
+        return self.current.pickers[name]
+
+    def values(self) -> dict:
+        """Every setting value of the chosen family and of the run (automatic ones None)."""
+        return {**self.run_settings.values(), **self.current.settings.values()}
+
+    @property
+    def trainer(self):
+        return self._control.trainer if self._control is not None else None
+
     # ------------------------------------------------------------------ choices
     def _watch_name(self, event) -> None:
         event.value.events.name.connect(self.reset_choices)
 
-    def _mark_chosen(self, which: str) -> None:
-        if not self._guessing:
-            self._chosen_by_user.add(which)
-
     def reset_choices(self, *_args) -> None:
-        self._guessing = True
-        try:
-            self.form.reset_choices()
-            self._guess_layers()
-        finally:
-            self._guessing = False
-
-    def _guess_layers(self) -> None:
-        """Pick sensible defaults from layer names (e.g. 'noisy' -> input, 'clean' -> target)."""
         layers = [layer for _, layer in layer_choices(self.viewer)]
-        if not layers:
-            return
+        for form in self.forms.values():
+            form.guessing = True
+            try:
+                form.inputs.reset_choices()
+                if layers:
+                    form.guess_layers(layers)
+            finally:
+                form.guessing = False
 
-        def find(hints):
-            for layer in layers:
-                if any(h in layer.name.lower() for h in hints):
-                    return layer
-            return None
+    def _on_family_changed(self, name: str) -> None:
+        from ..core import runs
 
-        inp = self.input_layer
-        if "input" not in self._chosen_by_user:
-            guess = find(INPUT_HINTS)
-            if guess is not None:
-                inp.value = guess
-            elif inp.value is None:
-                inp.value = layers[0]
-        tgt = self.target_layer
-        if "target" not in self._chosen_by_user or tgt.value is inp.value:
-            guess = find(TARGET_HINTS)
-            others = [layer for layer in layers if layer is not inp.value]
-            if guess is not None and guess is not inp.value:
-                tgt.value = guess
-            elif others and (tgt.value is None or tgt.value is inp.value):
-                tgt.value = others[0]
-
-    @property
-    def kind(self) -> str:
-        return self.model_kind.value
-
-    def _on_kind_changed(self, kind: str) -> None:
-        pix2pix = kind != STYLEGAN2
-        self.input_layer.label = "Input" if pix2pix else "Images"
-        for w in (self.target_layer, self.val_input_layer, self.val_target_layer, self.val_fraction,
-                  self.adv_weight, self.gan_mode, self.depth, self.width, self.lr, self.patch, self.batch,
-                  self.normalization):
-            w.visible = pix2pix
-        for w in (self.resolution, self.sg_batch, self.sg_size, self.augment):
-            w.visible = not pix2pix
+        for key, form in self.forms.items():
+            form.show(key == name)
+        self.summary.value = self.family.summary[:1].upper() + self.family.summary[1:] + "."
         if not self.running and str(self.out_dir.value) == str(self._auto_out):
-            self._auto_out = default_run_folder(kind)      # the user's own folder is kept
+            self._auto_out = runs.default_folder(name)      # the user's own folder is kept
             self.out_dir.value = self._auto_out
 
     # ------------------------------------------------------------------ state
     @property
     def running(self) -> bool:
-        return self._trainer is not None
+        return self._control is not None
 
     def _set_running(self, running: bool) -> None:
         self.train_button.enabled = not running
         self.resume_button.enabled = not running
         self.stop_button.enabled = running
-        self.model_kind.enabled = not running
+        self.model.enabled = not running
 
     # ------------------------------------------------------------------ actions
     def start(self, resume: bool = False) -> bool:
-        """Check every input, build the trainer and start it in a worker; False on bad input."""
+        """Gather the request (cheap checks only) and start the job; False on bad input."""
         if self.running:
             notify_warning("A training run is already in progress; stop it first.")
             return False
         try:
-            plan = self._plan_pix2pix(resume) if self.kind != STYLEGAN2 else self._plan_stylegan2(resume)
+            request, place = self._gather(resume)
         except Exception as exc:  # noqa: BLE001 - every problem becomes a notification
             notify_error(user_message(exc, "Cannot start training"))
             return False
-        self._plan, self._trainer = plan, plan.trainer
-        self._active["trainer"] = plan.trainer
+        self._request, self._place, self._prepared = request, place, None
+        self._control = RunControl()
+        self._active["control"] = self._control
         self.last_event = None
+        self._pending_preview = None
         self.plot.reset()
         self.progress_bar.setValue(0)
-        self.status.value = f"Starting: {plan.description}"
+        self.status.value = f"Preparing {request.family.title} training: reading and checking the layers ..."
         self._set_running(True)
-        self._pending_preview = None
-        self._open_progress(plan)
+        self._open_progress(request.family)
         self._timer.start()
-        self._worker = start_job(_train_job, plan.trainer, on_yield=self._on_event, on_finish=self._on_finish)
+        self._worker = start_job(_train_job, request, self._control, on_yield=self._on_message,
+                                 on_finish=self._on_finish)
         return True
 
-    def stop(self) -> None:
-        if self._trainer is not None:
-            self._trainer.request_stop()
-            self.stop_button.enabled = False
+    def stop(self, *_args) -> None:
+        control = self._control
+        if control is None or control.stop_requested:
+            return
+        control.request_stop()
+        self.stop_button.enabled = False
+        if control.trainer is not None:
             self.status.value = "Stopping after the current step; the model will be saved ..."
+        else:
+            self.status.value = "Stopping: the run is cancelled as soon as its preparation ends ..."
 
-    # ------------------------------------------------------------------ planning
-    def _common(self):
-        from ..core.device import describe_device, resolve_device
-        from ..core.training.base import Budget
+    # ------------------------------------------------------------------ gathering
+    def _gather(self, resume: bool) -> tuple[TrainRequest, PreviewPlace]:
+        """What the job needs, from the widgets and layers; only cheap checks here."""
+        from ..core import settings
 
-        budget = Budget(steps=int(self.steps.value), minutes=float(self.minutes.value) or None)
-        device = resolve_device(self.device.value)
-        out = Path(self.out_dir.value).expanduser()
-        if str(self.out_dir.value).strip() in ("", "."):
+        family, form = self.family, self.current
+        values = self.values()
+        channels = values.get("channels", settings.defaults(family.config_class).get("channels", 1))
+        chosen = {inp.name: form.pickers[inp.name].value for inp in family.inputs}
+        layers = {}
+        for inp in family.inputs:
+            if chosen[inp.name] is None and inp.optional:
+                continue
+            data = image_layer_data(chosen[inp.name], inp.title.lower(), grayscale=channels == 1)
+            layers[inp.name] = LayerInput(chosen[inp.name].name, inp.title.lower(), data)
+        _check_distinct(family.inputs, chosen)
+        _check_partners(family.inputs, chosen)
+        text = str(self.out_dir.line_edit.value).strip()   # (its value would be the working folder)
+        if text in ("", "."):
             raise InputError("Choose a folder to save the model in ('Save to').")
-        return budget, device, describe_device(device), out
+        request = TrainRequest(family, values, Path(text).expanduser(), resume, self.device.value, layers)
+        return request, self._preview_place(family, chosen)
 
-    def _check_folder(self, out: Path, resume: bool) -> Path:
-        from ..core import checkpoint
-        from ..core.io import check_writable
-
-        state = out / checkpoint.STATE_FILENAME
-        if resume and not state.is_file():
-            raise InputError(f"Nothing to resume: '{out}' holds no saved training run "
-                             f"({checkpoint.STATE_FILENAME}). Choose the run's folder in 'Save to'.")
-        if not resume and state.exists():
-            raise InputError(f"'{out}' already holds a training run; press Resume to continue it, "
-                             "or choose another folder in 'Save to'.")
-        if out.exists() and not out.is_dir():
-            raise InputError(f"'{out}' is a file; choose a folder in 'Save to'.")
-        check_writable(out / checkpoint.MODEL_FILENAME)
-        return state
-
-    def _planes(self, layer, role: str) -> tuple[np.ndarray, tuple]:
-        from ..core.data import to_planes
-
-        planes, lead = to_planes(layer_array(layer, role), 1, None, f"'{layer.name}' ({role})")
-        return planes, lead
-
-    def _plan_pix2pix(self, resume: bool) -> TrainingPlan:
-        from ..core.data import PairedSet
-        from ..core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer, stored_config_and_norms
-
-        task, scale = {PIX2PIX_DENOISE: ("denoise", 1), PIX2PIX_SR2: ("sr", 2), PIX2PIX_SR4: ("sr", 4)}[self.kind]
-        inp_layer, tgt_layer = self.input_layer.value, self.target_layer.value
-        x, _ = self._planes(inp_layer, "input")
-        y, _ = self._planes(tgt_layer, "target")
-        if inp_layer is tgt_layer:
-            raise InputError("The input and the target are the same layer; choose the clean or "
-                             "high-resolution image as the target.")
-        budget, device, device_name, out = self._common()
-        state = self._check_folder(out, resume)
-        norms = (None, None)
-        if resume:
-            cfg, *norms = stored_config_and_norms(state)
-            if (cfg.task, cfg.scale) != (task, scale):
-                stored = "denoising" if cfg.task == "denoise" else f"super-resolution x{cfg.scale}"
-                raise InputError(f"The run in '{out}' is Pix2Pix {stored}; choose that model kind to resume it.")
-        else:
-            cfg = Pix2PixConfig(task=task, scale=scale, patch=int(self.patch.value), batch=int(self.batch.value),
-                                width=int(self.width.value), depth=int(self.depth.value),
-                                adv_weight=float(self.adv_weight.value), gan_mode=self.gan_mode.value,
-                                lr=float(self.lr.value), lr_d=float(self.lr.value),
-                                val_fraction=float(self.val_fraction.value))
-        names = [f"'{inp_layer.name}'" + (f" plane {i + 1}" if len(x) > 1 else "") for i in range(len(x))]
-        data = PairedSet.build(list(x), list(y), cfg.scale, names, *norms, min_size=MIN_TRAIN_SIZE,
-                               normalization=self.normalization.value)
-        val_data, origin_layer = None, inp_layer
-        vin, vtg = self.val_input_layer.value, self.val_target_layer.value
-        if (vin is None) != (vtg is None):
-            raise InputError("Choose both a validation input and a validation target, or neither.")
-        if vin is not None:
-            vx, _ = self._planes(vin, "validation input")
-            vy, _ = self._planes(vtg, "validation target")
-            val_data = PairedSet.build(list(vx), list(vy), cfg.scale, [f"'{vin.name}'"] * len(vx),
-                                       data.input_norm, data.target_norm, min_size=MIN_TRAIN_SIZE)
-            origin_layer = vin
-        trainer = Pix2PixTrainer(cfg, data, out, budget, device, int(self.seed.value), val_data=val_data,
-                                 log_every=int(self.log_every.value), val_every=int(self.preview_every.value))
-        if resume:
-            trainer.resume_from(out)
-            self._check_not_finished(trainer, budget, out)
-        if trainer.val_data is None:
-            notify_warning("The images are too small to hold out a validation region, so the metrics and "
-                           "the preview come from training crops; choose validation layers or larger images.")
-        row_offset = trainer.preview_origin[0]
-        scale_, translate = upscaled_placement(origin_layer, cfg.scale, ndim=2)
-        translate[0] += row_offset * np.asarray(origin_layer.scale, float)[-2]
-        what = "denoising" if task == "denoise" else f"super-resolution x{scale}"
-        return TrainingPlan(
-            trainer=trainer, kind=self.kind,
-            description=(f"Pix2Pix {what} on {len(data.inputs)} image(s) of '{inp_layer.name}', "
-                         f"{device_name}, from step {trainer.step}"),
-            preview_name=f"{inp_layer.name}{PREVIEW_SUFFIX}", preview_scale=scale_,
-            preview_translate=translate,
-            preview_contrast=tuple(tgt_layer.contrast_limits) if tgt_layer is not None else None,
-            metric_names=[f"{trainer.val_prefix}_psnr", f"{trainer.val_prefix}_ssim"], loss_names=["l1", "d", "g_adv"])
-
-    def _plan_stylegan2(self, resume: bool) -> TrainingPlan:
-        from ..core.families.stylegan2 import (
-            ImageSet, StyleGAN2Config, StyleGAN2Trainer, stored_config_and_norm,
-        )
-
-        layer = self.input_layer.value
-        planes, _ = self._planes(layer, "images")
-        budget, device, device_name, out = self._common()
-        state = self._check_folder(out, resume)
-        norm = None
-        if resume:
-            cfg, norm = stored_config_and_norm(state)
-        else:
-            size = self.sg_size.value
-            if size == "auto":
-                size = "small" if device.type == "cpu" else "full"
-            cfg = StyleGAN2Config(resolution=int(self.resolution.value), size=size,
-                                  batch=int(self.sg_batch.value) or None, augment=self.augment.value)
-        names = [f"'{layer.name}'" + (f" plane {i + 1}" if len(planes) > 1 else "") for i in range(len(planes))]
-        data = ImageSet.build(list(planes), cfg.resolution, names, norm)
-        trainer = StyleGAN2Trainer(cfg, data, out, budget, device, int(self.seed.value),
-                                   log_every=int(self.log_every.value), val_every=int(self.preview_every.value))
-        if resume:
-            trainer.resume_from(out)
-            self._check_not_finished(trainer, budget, out)
-        scale = list(np.asarray(layer.scale, float)[-2:])
-        return TrainingPlan(
-            trainer=trainer, kind=self.kind,
-            description=(f"StyleGAN2 {cfg.resolution}x{cfg.resolution} ({cfg.size}, batch {cfg.batch}) on "
-                         f"{len(planes)} image(s) of '{layer.name}', {device_name}, from step {trainer.step}"),
-            preview_name=f"{layer.name} samples{PREVIEW_SUFFIX}", preview_scale=scale,
-            preview_translate=[0.0, 0.0], preview_contrast=tuple(layer.contrast_limits),
-            metric_names=["swd"], loss_names=["g", "d", "r1", "pl"], status_names=["kimg", "aug_p"])
-
-    def _check_not_finished(self, trainer, budget, out: Path) -> None:
-        if budget.steps is not None and trainer.step >= budget.steps:
-            raise InputError(f"The run in '{out}' already reached step {trainer.step}; raise 'Steps' "
-                             "above that to train further.")
+    def _preview_place(self, family: "Family", chosen: dict) -> PreviewPlace:
+        """The preview lies on the validation layer of the first input when there is one
+        (``val_`` + its name), else on the first input; its contrast is the partner's."""
+        first = family.inputs[0]
+        origin = chosen.get("val_" + first.name)
+        origin = chosen[first.name] if origin is None else origin
+        partners = [chosen[i.name] for i in family.inputs if i.paired_with == first.name]
+        partner = next((layer for layer in partners if layer is not None), chosen[first.name])
+        grid = family.apply_mode == "noise"
+        scale, translate = spatial_scale(origin)
+        name = f"{chosen[first.name].name}{' samples' if grid else ''}{PREVIEW_SUFFIX}"
+        return PreviewPlace(name, scale, translate, tuple(partner.contrast_limits), grid)
 
     # ------------------------------------------------------------------ progress
-    def _open_progress(self, plan: TrainingPlan) -> None:
+    def _open_progress(self, family: "Family") -> None:
         from napari.utils import progress
 
-        self._pbar = progress(total=PROGRESS_TOTAL, desc=f"napari-gan: training {plan.kind}")
+        self._pbar = progress(total=PROGRESS_TOTAL, desc=f"napari-gan: training {family.name}")
 
     def _close_progress(self) -> None:
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
 
+    def _on_message(self, message) -> None:
+        if isinstance(message, Prepared):
+            self._prepared = message
+            self.status.value = f"Training {message.description}"
+            if message.warning:
+                notify_warning(message.warning)
+        else:
+            self._on_event(message)
+
     def _on_event(self, event) -> None:
         """Record an event; the display catches up in :meth:`_refresh` (a few times a second),
         so a fast trainer never floods the GUI thread."""
         self.last_event = event
-        plan = self._plan
-        losses = {k: v for k, v in event.losses.items() if k in plan.loss_names}
-        metrics = {k: v for k, v in event.metrics.items() if k in plan.metric_names}
+        plot = self._request.family.plot
+        losses = {k: v for k, v in event.losses.items() if k in plot.losses}
+        metrics = {k: v for k, v in event.metrics.items() if k in plot.metrics}
         if losses or metrics:
             self.plot.add(event.step, losses, metrics, redraw=False)
         if event.preview is not None:
@@ -467,9 +433,11 @@ class TrainWidget(QWidget):
             parts.append(f"{event.images_per_s:.1f} images/s")
         if event.eta_s is not None and event.kind != "done":
             parts.append(f"ETA {format_seconds(event.eta_s)}")
-        plan = self._plan
-        parts += [f"{k} {event.losses[k]:.3g}" for k in plan.status_names if k in event.losses]
-        parts += [f"{k} {v:.4g}" for k, v in event.metrics.items() if k in plan.metric_names]
+        plot = self._request.family.plot
+        parts += [f"{k} {event.losses[k]:.3g}" for k in plot.status if k in event.losses]
+        parts += [f"{k} {v:.4g}" for k, v in event.metrics.items() if k in plot.metrics]
+        if self._control is not None and self._control.stop_requested and event.kind != "done":
+            parts.append("stopping after this step")
         self.status.value = " | ".join(parts)
         self.plot.redraw()
         if self._pending_preview is not None:
@@ -481,16 +449,23 @@ class TrainWidget(QWidget):
             pbar.update(done - pbar.n)
 
     def _show_preview(self, preview: np.ndarray) -> None:
-        plan = self._plan
         layer = self._preview_layer
-        if layer is None or layer not in self.viewer.layers:
-            kwargs = {"name": plan.preview_name, "metadata": {"napari_gan_preview": True}, "colormap": "gray"}
-            if plan.preview_scale is not None and preview.ndim == len(plan.preview_scale):
-                kwargs.update(scale=plan.preview_scale, translate=plan.preview_translate)
-            kwargs["contrast_limits"] = plan.preview_contrast or contrast_limits(preview)
-            self._preview_layer = self.viewer.add_image(preview, **kwargs)
-        else:
+        if layer is not None and layer in self.viewer.layers:
             layer.data = preview
+            return
+        place, prepared = self._place, self._prepared
+        kwargs = {"name": place.name, "metadata": {"napari_gan_preview": True}, "colormap": "gray",
+                  "contrast_limits": place.contrast or contrast_limits(preview)}
+        if preview.ndim == 2:
+            if place.grid or prepared is None or prepared.preview_origin is None:
+                kwargs.update(scale=list(place.scale[-2:]), translate=[0.0, 0.0])
+            else:
+                scale, translate = placement(place.scale, place.translate, prepared.output_scale, ndim=2)
+                row, col = prepared.preview_origin
+                translate[0] += row * place.scale[-2]
+                translate[1] += col * place.scale[-1]
+                kwargs.update(scale=scale, translate=translate)
+        self._preview_layer = self.viewer.add_image(preview, **kwargs)
 
     def _on_finish(self, result) -> None:
         self._timer.stop()
@@ -498,15 +473,24 @@ class TrainWidget(QWidget):
         self._refresh()
         self._pbar = pbar
         self._close_progress()
-        self._trainer, self._worker = None, None
-        self._active["trainer"] = None
+        started = self._prepared is not None
+        self._control, self._worker = None, None
+        self._active["control"] = None
         self._set_running(False)
         event = self.last_event
         if isinstance(result, Failure):
-            where = f" Model files saved so far are kept in '{self.out_dir.value}'."
+            if not started:      # refused while preparing: nothing was written
+                message = user_message(result.error, "Cannot start training")
+                notify_error(message)
+                self.status.value = message
+                return
             message = user_message(result.error, "Training failed")
-            notify_error(message + where)
+            notify_error(f"{message} Model files saved so far are kept in '{self._request.out}'.")
             self.status.value = message
+            return
+        if result == CANCELLED:
+            self.status.value = "Training cancelled before it started; nothing was saved."
+            notify_info(self.status.value)
             return
         if event is None or event.kind != "done":
             return
@@ -518,14 +502,75 @@ class TrainWidget(QWidget):
                     f"(resume with the Resume button, folder '{Path(best).parent}').")
 
 
+def listed_families() -> list["Family"]:
+    """The registered families, built-in ones first in their own order (the registry's order
+    depends on which family module happened to be imported first)."""
+    from ..core import families
+
+    found = families.all_families()
+    rank = {name: i for i, name in enumerate(families.BUILTIN)}
+    return sorted(found, key=lambda f: rank.get(f.name, len(rank) + found.index(f)))
+
+
+def _check_distinct(inputs: tuple["DataInput", ...], chosen: dict) -> None:
+    picked = [(inp, chosen[inp.name]) for inp in inputs if chosen[inp.name] is not None]
+    for i, (a, layer) in enumerate(picked):
+        for b, other in picked[i + 1:]:
+            if layer is other:
+                raise InputError(f"The {a.title.lower()} and the {b.title.lower()} are the same layer "
+                                 f"('{layer.name}'); choose a different layer for each.")
+
+
+def _check_partners(inputs: tuple["DataInput", ...], chosen: dict) -> None:
+    """Optional inputs that go in pairs (validation input and target): both or neither."""
+    titles = {inp.name: inp.title.lower() for inp in inputs}
+    for inp in inputs:
+        if inp.optional and inp.paired_with and (chosen[inp.name] is None) != (chosen[inp.paired_with] is None):
+            raise InputError(f"Choose both the {titles[inp.paired_with]} and the {titles[inp.name]}, or neither.")
+
+
 def _stop_active(active: dict, *_args) -> None:
-    trainer = active.get("trainer")
-    if trainer is not None:
-        trainer.request_stop()
+    control = active.get("control")
+    if control is not None:
+        control.request_stop()
 
 
-def _train_job(trainer):
-    """The worker: forward every event of the trainer to the GUI thread."""
+# ------------------------------------------------------------------------ the worker
+def layer_images(layers: dict[str, LayerInput], channels: int) -> dict:
+    """The chosen layers as the core's training images: (C, H, W) planes and their names."""
+    from ..core.data import to_planes
+    from ..core.families import Images
+
+    images = {}
+    for key, layer in layers.items():
+        planes, _ = to_planes(layer.data, channels, None, f"'{layer.name}' ({layer.role})")
+        names = [f"'{layer.name}'" + (f" plane {i + 1}" if len(planes) > 1 else "") for i in range(len(planes))]
+        images[key] = Images(list(planes), names)
+    return images
+
+
+def _train_job(request: TrainRequest, control: RunControl):
+    """The worker: prepare the run (everything heavy), announce it, then forward every
+    event of the trainer to the GUI thread."""
+    from ..core import runs
+    from ..core.device import describe_device, resolve_device
+
+    device = resolve_device(request.device)
+    made = {}
+
+    def read_images(cfg):
+        made["cfg"] = cfg
+        return layer_images(request.layers, getattr(cfg, "channels", 1))
+
+    family = request.family
+    trainer = runs.start(family, request.values, request.out, request.resume, device, read_images)
+    if not control.attach(trainer):
+        return CANCELLED
+    warning = ""
+    if getattr(trainer, "val_prefix", "val") == "train":
+        warning = ("The images are too small to hold out a validation region, so the metrics and the preview "
+                   "come from training crops; choose validation layers or larger images.")
+    yield Prepared(f"{family.title}: {trainer.describe()}, {describe_device(device)}, from step {trainer.step}",
+                   getattr(trainer, "preview_origin", None), family.output_scale(made["cfg"]), warning)
     yield from trainer.run()
     return "done"
-

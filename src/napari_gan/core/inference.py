@@ -7,6 +7,8 @@ by the output. On out-of-memory the batch, then the tile, is halved and the work
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +25,34 @@ from .settings import setting
 from .tiling import predict_tiled, round_up as _round_up, tile_starts  # noqa: F401  (re-exported)
 
 MIN_TILE = 32
-DEFAULT_OVERLAP = 48
+DEFAULT_OVERLAP = 48        # networks that do not state their receptive field
+#: activation memory per input pixel and generator channel during prediction (measured: a
+#: width-32 uNet needs 0.8-1.0 kB per pixel in float32, 0.47 kB in bf16)
+BYTES_PER_CHANNEL_PIXEL = 32
+
+
+def overlap_for(generator: torch.nn.Module) -> int:
+    """Half the network's receptive field, in multiples of 8 (tiles then see what the
+    untiled network would see around each pixel they keep)."""
+    field = getattr(generator, "receptive_field", None)
+    if field is None:
+        return DEFAULT_OVERLAP
+    return _round_up(-(-field() // 2), 8)
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes prediction may use for activations: half the free memory of a GPU; on the CPU a
+    third of the available memory, at most 6 GiB (a laptop keeps working while it runs)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    if device.type == "mps":
+        return 2 << 30
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        available = 4 << 30
+    return min(available // 3, 6 << 30)
 
 
 @dataclass
@@ -31,17 +60,17 @@ class PredictSettings:
     """How a model is applied to an image (declared once for the CLI and Generate Data)."""
 
     tile: int | None = setting(None, "tile size in input pixels", min=MIN_TILE, max=65536,
-                               auto="256 on a CPU, 512 on a GPU", label="Tile size")
+                               auto="the whole image when it fits in memory, else the largest tile "
+                                    "that does", label="Tile size")
     overlap: int | None = setting(None, "overlap of neighbouring tiles in input pixels", min=0, max=4096,
-                                  auto="48", label="Tile overlap")
+                                  auto="half the network's receptive field", label="Tile overlap")
     amp: bool = setting(True, "bf16 autocast on CUDA and on CPUs with native bf16 (off: float32 "
                         "throughout)", flag="--no-amp", advanced=True, label="bf16 where it is faster")
 
     def __post_init__(self):
         settings.check(self)
-        overlap = DEFAULT_OVERLAP if self.overlap is None else self.overlap
-        if self.tile is not None and self.tile <= 2 * overlap:
-            raise NapariGanError(f"--tile ({self.tile}) must be larger than twice the overlap ({overlap}); "
+        if self.tile is not None and self.overlap is not None and self.tile <= 2 * self.overlap:
+            raise NapariGanError(f"--tile ({self.tile}) must be larger than twice the overlap ({self.overlap}); "
                                  "choose a larger tile or a smaller --overlap.")
 
 
@@ -62,8 +91,9 @@ class Predictor:
         self.in_channels = int(config.get("in_channels", 1))
         self.out_channels = int(config.get("out_channels", 1))
         self.multiple = 2 ** int(config.get("depth", 0))
-        self.tile = 512 if device.type != "cpu" else 256
-        self.overlap = DEFAULT_OVERLAP
+        self.tile: int | None = None          # None: the whole plane if it fits, see auto_tile
+        self.overlap = overlap_for(generator)
+        self.bytes_per_pixel = BYTES_PER_CHANNEL_PIXEL * int(config.get("width", 32)) * self.scale ** 2
         self.batch = 4 if device.type != "cpu" else 1
         # Where the blended sums live: on a GPU in a band of rows on the device (the host only
         # slices tiles and receives finished rows); on the CPU in the output array itself.
@@ -75,6 +105,15 @@ class Predictor:
     @property
     def device_name(self) -> str:
         return describe_device(self.device)
+
+    def auto_tile(self, h: int, w: int) -> tuple[int, bool]:
+        """The tile for an ``h x w`` plane and whether it is the whole plane: the whole plane
+        when its activations fit in the memory budget, else the largest square tile that fits."""
+        fits = int(memory_budget(self.device) / self.bytes_per_pixel)
+        if h * w <= fits:
+            return _round_up(max(h, w), self.multiple), True
+        side = max(MIN_TILE, int(math.sqrt(fits)) // self.multiple * self.multiple)
+        return max(side, 4 * self.overlap), False
 
     # ------------------------------------------------------------------ tiles
     def _run_tiles(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,9 +131,13 @@ class Predictor:
 
         ``out`` (optional): a float32 array of that shape to write into (e.g. a memory-map).
         """
-        tile = tile or self.tile
-        overlap = self.overlap if overlap is None else overlap
         c, h, w = plane.shape
+        tile = tile or self.tile
+        if tile is None:
+            tile, whole = self.auto_tile(h, w)
+            if whole and overlap is None:   # one tile: exactly the untiled prediction, no margin
+                overlap = 0
+        overlap = min(self.overlap, tile // 4) if overlap is None else overlap
         shape = (self.out_channels, h * self.scale, w * self.scale)
         if out is None:
             out = np.empty(shape, np.float32)

@@ -76,6 +76,15 @@ class UNetGenerator(nn.Module):
         self.upscale = nn.Sequential(*[Upsample(width, width) for _ in range(int(math.log2(scale)))])
         self.head = nn.Conv2d(width, out_channels, 1)
 
+    def receptive_field(self) -> int:
+        """Input pixels (per side, full width) that can influence one output pixel: every 3x3
+        convolution at level i widens it by 2 * 2**i, every pooling and upsampling by 2**i."""
+        rf = 1
+        for i in range(self.depth):
+            rf += (2 * 2 + 1) * 2**i          # encoder: two convolutions, then pooling
+            rf += (2 + 1 + 2 * 2) * 2**i      # decoder: upsampling (interpolation + conv), two convolutions
+        return rf + 2 * 2 * 2**self.depth     # bottleneck
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         m = 2**self.depth
