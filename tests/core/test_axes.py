@@ -203,13 +203,19 @@ def test_plain_tiff_axes_are_mapped_and_overridable(tmp_path):
         read_image(tmp_path / "missing.tif")
 
 
-def test_multi_series_reads_the_first(tmp_path):
+def test_multi_series_needs_a_choice(tmp_path):
     path = tmp_path / "two.tif"
     with tifffile.TiffWriter(path) as tw:
         tw.write(np.ones((3, 16, 20), np.uint16), photometric="minisblack", metadata={"axes": "ZYX"})
         tw.write(np.zeros((8, 8), np.uint8), photometric="minisblack")
-    image = read_image(path)
+    with pytest.raises(NapariGanError, match=r"2 images \(series\).*series 1: shape \(8, 8\).*--series"):
+        read_image(path)
+    image = read_image(path, series=0)
     assert image.series_count == 2 and image.axes == "ZYX" and image.shape == (3, 16, 20)
+    second = read_image(path, series=1)
+    assert second.shape == (8, 8) and second.dtype == np.uint8
+    with pytest.raises(NapariGanError, match="no series 2"):
+        read_image(path, series=2)
 
 
 # ------------------------------------------------------------------------- dtypes

@@ -113,8 +113,9 @@ def test_nan_rgb_and_too_small_images(tmp_path, capsys):
                            tmp_path / "ok.tif", "--out", tmp_path / "r", *TINY)
     assert_clean_error(code, err, "NaN")
     tifffile.imwrite(tmp_path / "tiny.tif", np.ones((4, 4), np.uint8))
+    tifffile.imwrite(tmp_path / "tiny_target.tif", np.ones((4, 4), np.uint8))
     code, _, err = run_cli(capsys, "train", "pix2pix", "--input", tmp_path / "tiny.tif", "--target",
-                           tmp_path / "tiny.tif", "--out", tmp_path / "r", *TINY)
+                           tmp_path / "tiny_target.tif", "--out", tmp_path / "r", *TINY)
     assert_clean_error(code, err, "at least")
 
     inp, gt = write_pairs(tmp_path / "p", n=1)

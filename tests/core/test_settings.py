@@ -31,19 +31,19 @@ def test_cli_defaults_are_the_declared_ones(name):
 
 
 def test_options_are_checked_against_their_ranges(capsys):
-    with pytest.raises(NapariGanError, match="--lr must be above 0"):
+    with pytest.raises(NapariGanError, match=r"Learning rate \(--lr\) must be above 0"):
         Pix2PixConfig(lr=0.0)
     with pytest.raises(NapariGanError, match="finite"):
         Pix2PixConfig(lr=float("nan"))
-    with pytest.raises(NapariGanError, match="--patch must be at least 8"):
+    with pytest.raises(NapariGanError, match=r"Patch size \(--patch\) must be at least 8"):
         Pix2PixConfig(patch=4)
-    with pytest.raises(NapariGanError, match="--resolution must be one of"):
+    with pytest.raises(NapariGanError, match=r"\(--resolution\) must be one of"):
         StyleGAN2Config(resolution=100)
     with pytest.raises(NapariGanError, match="too small for a discriminator"):
         Pix2PixConfig(patch=16, depth=2)
-    with pytest.raises(NapariGanError, match="needs --scale 2 or 4"):
+    with pytest.raises(NapariGanError, match="needs a scale of 2 or 4"):
         Pix2PixConfig(task="sr")
-    with pytest.raises(NapariGanError, match="--steps must be at least 1"):
+    with pytest.raises(NapariGanError, match=r"Steps \(--steps\) must be at least 1"):
         RunSettings(steps=0)
     assert RunSettings().budget().steps == DEFAULT_STEPS
     assert RunSettings(minutes=5).budget().steps is None
@@ -97,5 +97,5 @@ def test_apply_options_are_declared_once():
     assert families.get("stylegan2").apply_settings is GenerateSettings
     with pytest.raises(NapariGanError, match="larger than twice the overlap"):
         PredictSettings(tile=64, overlap=32)
-    with pytest.raises(NapariGanError, match="--overlap must be at least 0"):
+    with pytest.raises(NapariGanError, match=r"\(--overlap\) must be at least 0"):
         PredictSettings(overlap=-1)

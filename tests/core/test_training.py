@@ -114,7 +114,7 @@ def test_permanent_divergence_is_reported(toy_pair, tiny_cfg, tmp_path):
 def test_config_validation():
     with pytest.raises(NapariGanError, match="scale"):
         Pix2PixConfig(task="sr", scale=3)
-    with pytest.raises(NapariGanError, match="--gan-loss must be one of"):
+    with pytest.raises(NapariGanError, match=r"\(--gan-loss\) must be one of"):
         Pix2PixConfig(gan_mode="nope")
     with pytest.raises(NapariGanError, match="budget"):
         Budget()

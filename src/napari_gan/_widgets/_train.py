@@ -179,8 +179,10 @@ class TrainWidget(QWidget):
         self.last_event = None
         self.last_result: dict | None = None   # paths of the last finished run
 
+        from ..core import families
+
         choices: Callable = lambda _w: layer_choices(self.viewer)
-        self.forms = {f.name: FamilyForm(f, choices) for f in listed_families()}
+        self.forms = {f.name: FamilyForm(f, choices) for f in families.all_families()}
         first = next(iter(self.forms))
         self.model = ComboBox(label="Model", choices=[(f.family.title, name) for name, f in self.forms.items()],
                               value=first, tooltip="What to train")
@@ -502,16 +504,6 @@ class TrainWidget(QWidget):
                     f"(resume with the Resume button, folder '{Path(best).parent}').")
 
 
-def listed_families() -> list["Family"]:
-    """The registered families, built-in ones first in their own order (the registry's order
-    depends on which family module happened to be imported first)."""
-    from ..core import families
-
-    found = families.all_families()
-    rank = {name: i for i, name in enumerate(families.BUILTIN)}
-    return sorted(found, key=lambda f: rank.get(f.name, len(rank) + found.index(f)))
-
-
 def _check_distinct(inputs: tuple["DataInput", ...], chosen: dict) -> None:
     picked = [(inp, chosen[inp.name]) for inp in inputs if chosen[inp.name] is not None]
     for i, (a, layer) in enumerate(picked):
@@ -556,21 +548,14 @@ def _train_job(request: TrainRequest, control: RunControl):
     from ..core.device import describe_device, resolve_device
 
     device = resolve_device(request.device)
-    made = {}
-
     def read_images(cfg):
-        made["cfg"] = cfg
         return layer_images(request.layers, getattr(cfg, "channels", 1))
 
     family = request.family
     trainer = runs.start(family, request.values, request.out, request.resume, device, read_images)
     if not control.attach(trainer):
         return CANCELLED
-    warning = ""
-    if getattr(trainer, "val_prefix", "val") == "train":
-        warning = ("The images are too small to hold out a validation region, so the metrics and the preview "
-                   "come from training crops; choose validation layers or larger images.")
     yield Prepared(f"{family.title}: {trainer.describe()}, {describe_device(device)}, from step {trainer.step}",
-                   getattr(trainer, "preview_origin", None), family.output_scale(made["cfg"]), warning)
+                   trainer.preview_origin, family.output_scale(trainer.cfg), " ".join(trainer.notes))
     yield from trainer.run()
     return "done"

@@ -1,5 +1,12 @@
 """``napari-gan predict`` (families that turn an image into an image) and ``napari-gan
-generate`` (families that generate images from noise)."""
+generate`` (families that generate images from noise).
+
+Both check every option and every output before any image is read or any model loaded: an
+output never replaces an input, a model file or a training state, nor a file napari-gan did
+not write; it has a suffix its writer writes. Their results are checked too: a model that
+produces NaN or infinite values stops with an error naming the file, and nothing of it is
+written.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_axes_arg, add_device_arg
+from .common import add_axes_arg, add_device_arg, add_series_arg, check_early
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+LATENT_SUFFIXES = (".npy",)
 
 
 def _load(path: Path, mode: str, device: str, amp: bool = True):
@@ -18,6 +26,35 @@ def _load(path: Path, mode: str, device: str, amp: bool = True):
     return open_model(path, mode, device, amp)[2]
 
 
+def model_files(model: Path) -> list[tuple[Path, str]]:
+    """The files of a model a command must never write to: the model file (or a run
+    folder's model) and the other files of its run folder, each with a word on what it is."""
+    from ..core import checkpoint
+
+    model = Path(model).expanduser()
+    folder = model if model.is_dir() else model.parent
+    files = [] if model.is_dir() else [(model, "the model file")]
+    names = {checkpoint.MODEL_FILENAME: "the model file", checkpoint.LAST_FILENAME: "the model file",
+             checkpoint.STATE_FILENAME: "the training state"}
+    files += [(folder / name, what) for name, what in names.items() if (folder / name).exists()]
+    return files
+
+
+def _check_finite(values, source: str, model: Path) -> None:
+    import numpy as np
+
+    from ..core.errors import NapariGanError
+
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise NapariGanError(
+            f"The model '{model}' produced {bad:,} NaN or infinite value(s) for {source}; nothing was "
+            "written for it. The model file is damaged or its training diverged; use another model "
+            "(e.g. the run's last.safetensors) or train again.")
+
+
+# ------------------------------------------------------------------------------ predict
 def add_predict_parser(sub) -> None:
     from ..core import settings
     from ..core.inference import PredictSettings
@@ -26,43 +63,62 @@ def add_predict_parser(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, type=Path, help="model file or run folder")
     p.add_argument("--input", required=True, type=Path, help="TIFF or folder of TIFFs")
-    p.add_argument("--output", required=True, type=Path, help="output TIFF (for a file) or folder")
+    p.add_argument("--output", required=True, type=Path,
+                   help="output TIFF (for a file) or folder; never one of the inputs")
     add_device_arg(p)
     add_axes_arg(p)
+    add_series_arg(p)
     settings.add_arguments(p, PredictSettings)
     p.set_defaults(func=predict)
+
+
+def predict_outputs(inputs: Path, files: list[Path], output: Path) -> list[Path]:
+    """The output file of each input file: ``output`` itself for one input file given with a
+    file name, else the input's name inside the ``output`` folder."""
+    from ..core.errors import NapariGanError
+
+    output = output.expanduser()
+    if inputs.is_dir():
+        if output.suffix and not output.is_dir():
+            raise NapariGanError(f"--input is a folder, so --output must be a folder too, not '{output}'.")
+        return [output / f.name for f in files]
+    if output.is_dir() or not output.suffix:
+        return [output / files[0].name]
+    return [output]
 
 
 def predict(args) -> int:
     from ..core import settings
     from ..core.axes import read_image, write_image
-    from ..core.errors import NapariGanError
+    from ..core.checkpoint import resolve_model_path
     from ..core.inference import PredictSettings
-    from ..core.io import check_writable, expand_paths
+    from ..core.io import check_output, expand_paths
 
+    # every option and output first: nothing is read before they are all fine
     how = settings.from_args(PredictSettings, args)
-    files = expand_paths(args.input)
-    if args.input.is_dir():
-        if args.output.suffix.lower() in TIFF_SUFFIXES:
-            raise NapariGanError("--input is a folder, so --output must be a folder too.")
-        outputs = [args.output / f.name for f in files]
-    else:
-        outputs = [args.output if args.output.suffix else args.output / files[0].name]
+    check_early(args)
+    model = resolve_model_path(args.model.expanduser())
+    files = expand_paths(args.input.expanduser())
+    outputs = predict_outputs(args.input.expanduser(), files, args.output)
+    protected = [(f, "the input image") for f in files] + model_files(args.model)
     for out in outputs:
-        check_writable(out)
-    predictor = _load(args.model, "image", args.device, how.amp)
+        check_output(out, protected)
+
+    predictor = _load(model, "image", args.device, how.amp)
     print(f"predicting {len(files)} file(s) on {predictor.device_name}", flush=True)
     for f, out in zip(files, outputs):
-        image = read_image(f, axes=args.axes)
+        image = read_image(f, axes=args.axes, series=args.series)
         result = predictor.predict_image(image, how.tile, how.overlap,
                                          progress=lambda i, n: print(f"  {f.name}: {100 * i // n:3d}%", end="\r",
                                                                      file=sys.stderr, flush=True))
+        _check_finite(result.data, f"'{f}'", model)
         write_image(out, result)
         print(f"{f.name}: {image.axes} {image.shape} {image.dtype} -> {out} {result.axes} {result.shape} float32",
               flush=True)
     return 0
 
 
+# ----------------------------------------------------------------------------- generate
 def add_generate_parser(sub) -> None:
     from ..core import settings
     from ..core.generation import GenerateSettings
@@ -70,7 +126,8 @@ def add_generate_parser(sub) -> None:
     p = sub.add_parser("generate", help="generate images from noise with a StyleGAN2 model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, type=Path, help="model file or run folder")
-    p.add_argument("--output", required=True, type=Path, help="output TIFF: all images as one stack")
+    p.add_argument("--output", required=True, type=Path,
+                   help="output TIFF: all images as one stack (axes ZYX, or TYX for --interpolate)")
     settings.add_arguments(p, GenerateSettings)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--latents", type=Path, help="generate from latent vectors saved with --save-latents (.npy)")
@@ -83,30 +140,52 @@ def add_generate_parser(sub) -> None:
 
 def generate(args) -> int:
     from ..core import settings
+    from ..core.axes import AxesImage, write_image
+    from ..core.checkpoint import resolve_model_path
     from ..core.errors import NapariGanError
     from ..core.generation import GenerateSettings
-    from ..core.io import check_writable, write_tiff
+    from ..core.io import check_output
 
     what = settings.from_args(GenerateSettings, args)
-    if args.output.suffix.lower() not in TIFF_SUFFIXES:
-        raise NapariGanError(f"--output must be a TIFF file name (.tif), not '{args.output}'.")
-    check_writable(args.output)
-    if args.save_latents is not None:
-        check_writable(args.save_latents)
-    gen = _load(args.model, "noise", args.device)
+    if args.interpolate is not None and min(args.interpolate) < 0:
+        raise NapariGanError(f"--interpolate seeds must be 0 or more, not {args.interpolate}.")
+    model = resolve_model_path(args.model.expanduser())
+    protected = model_files(args.model)
     if args.latents is not None:
-        z = _read_latents(args.latents)
-    elif args.interpolate is not None:
+        protected.append((args.latents.expanduser(), "the latent vectors given with --latents"))
+    check_output(args.output, protected)
+    if args.save_latents is not None:
+        check_output(args.save_latents, protected, LATENT_SUFFIXES, "--save-latents", replace=is_latents_file)
+
+    z = _read_latents(args.latents.expanduser()) if args.latents is not None else None
+    gen = _load(model, "noise", args.device)
+    if z is None and args.interpolate is not None:
         z = gen.interpolation_latents(*args.interpolate, what.frames)
-    else:
+    elif z is None:
         z = gen.latents(what.n, what.seed)
     images = gen.generate_from_latents(z, what.truncation)
-    write_tiff(args.output, images)
-    print(f"{len(images)} image(s) {images.shape[1:]} float32 -> {args.output} ({gen.device_name})", flush=True)
+    _check_finite(images, f"'{args.output}'", model)
+    stack = "T" if args.interpolate is not None else "Z"    # a sequence in time, or a stack of samples
+    axes = stack + ("YX" if images.ndim == 3 else "CYX")
+    write_image(args.output, AxesImage(images, axes))
+    print(f"{len(images)} image(s) {images.shape[1:]} float32 -> {args.output} ({axes}, {gen.device_name})",
+          flush=True)
     if args.save_latents is not None:
         _write_latents(args.save_latents, z)
         print(f"latent vectors {z.shape} -> {args.save_latents}", flush=True)
     return 0
+
+
+def is_latents_file(path: Path) -> bool:
+    """Whether ``path`` holds latent vectors (a 2-D float array in .npy), which --save-latents
+    may replace; any other file there is kept."""
+    import numpy as np
+
+    try:
+        z = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception:
+        return False
+    return getattr(z, "ndim", 0) == 2 and z.dtype.kind == "f"
 
 
 def _read_latents(path: Path):

@@ -1,4 +1,8 @@
-"""``napari-gan demo``: train a small denoiser on built-in sample data and show the result."""
+"""``napari-gan demo``: train a small denoiser on built-in sample data and show the result.
+
+The demo never replaces a file: when its --out folder already holds anything (an earlier
+demo, the user's own files), it writes into a new subfolder ``demo-1``, ``demo-2``, ...
+of it and says so."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from .common import add_device_arg
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="train a small denoiser on built-in sample data (about a minute on a CPU)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("demo_output"), help="folder for the results")
+    p.add_argument("--out", type=Path, default=Path("demo_output"),
+                   help="folder for the results (when it already holds files: a new subfolder demo-N of it)")
     p.add_argument("--minutes", type=float, default=1.0, help="training time")
     p.add_argument("--steps", type=int, help="train a fixed number of steps instead")
     add_device_arg(p)
@@ -31,13 +36,17 @@ def run(args) -> int:
     from ..core.inference import load_predictor
     from ..core.io import check_writable, write_tiff
     from ..core.metrics import psnr, ssim
-    from ..core.training.base import Budget
+    from ..core.training.base import Budget, RunSettings
     from ..core.families.pix2pix import Pix2PixConfig, Pix2PixTrainer
-    from .common import run_trainer
+    from .apply import _check_finite
+    from .common import exit_status, run_trainer
 
-    out: Path = args.out
-    check_writable(out / "noisy.tif")
+    # the options first (the ranges declared in RunSettings), then the folder
+    RunSettings(steps=args.steps, minutes=None if args.steps is not None else args.minutes, seed=args.seed)
+    budget = Budget(steps=args.steps) if args.steps is not None else Budget(minutes=args.minutes)
     device = resolve_device(args.device)
+    out = claim_folder(args.out.expanduser())
+    check_writable(out / "noisy.tif")
     noisy, clean = samples.noisy_clean_pair(seed=args.seed)
     write_tiff(out / "noisy.tif", noisy)
     write_tiff(out / "clean.tif", clean)
@@ -46,11 +55,13 @@ def run(args) -> int:
 
     cfg = Pix2PixConfig(task="denoise", patch=64, batch=8, width=24, val_fraction=0.15)
     data = PairedSet.build([noisy[None]], [clean[None]], names=["cell"])
-    budget = Budget(steps=args.steps) if args.steps else Budget(minutes=args.minutes)
     trainer = Pix2PixTrainer(cfg, data, out / "model", budget, device, args.seed, log_every=25, val_every=100)
-    run_trainer(trainer)
+    status = exit_status(run_trainer(trainer))
+    if status:
+        return status   # stopped by SIGTERM/SIGHUP: the model is saved, the rest skipped
 
     denoised = load_predictor(out / "model", args.device).predict(noisy)
+    _check_finite(denoised, "the noisy image", out / "model")
     write_tiff(out / "denoised.tif", denoised)
     held_out = slice(trainer.data.inputs[0].shape[-2], None)  # rows never seen in training
     clean_f = clean.astype(np.float32)
@@ -64,17 +75,45 @@ def run(args) -> int:
     return 0
 
 
+def claim_folder(out: Path) -> Path:
+    """``out`` when it is new or empty, else a new subfolder ``demo-N`` of it (made here, so
+    two demos started together never share one): the demo never replaces a file."""
+    from ..core.errors import NapariGanError
+
+    if out.exists() and not out.is_dir():
+        raise NapariGanError(f"--out '{out}' is a file; give a folder for the demo's results.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not any(out.iterdir()):
+            return out
+        for n in range(1, 10_000):
+            sub = out / f"demo-{n}"
+            try:
+                sub.mkdir()
+            except FileExistsError:
+                continue
+            print(f"'{out}' already holds files; writing this demo to '{sub}' so that none of them is "
+                  "replaced.", flush=True)
+            return sub
+    except OSError as exc:
+        raise NapariGanError(f"Cannot create folder '{out}' or a subfolder: {exc.strerror or exc}.") from exc
+    raise NapariGanError(f"'{out}' holds too many demo-N folders; give another --out.")
+
+
 def _side_by_side(path: Path, noisy, denoised, clean) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..core.io import atomic_write
+
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.6), constrained_layout=True)
-    for ax, image, title in zip(axes, (noisy, denoised, clean), ("noisy input", "napari-gan output", "clean")):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(title)
-        ax.axis("off")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    try:
+        for ax, image, title in zip(axes, (noisy, denoised, clean), ("noisy input", "napari-gan output", "clean")):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_title(title)
+            ax.axis("off")
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)

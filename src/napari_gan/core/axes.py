@@ -446,10 +446,10 @@ def _ome_sizes(xml: str, series_index: int = 0) -> tuple[dict[str, float], str |
     return sizes, unit
 
 
-def _file_pixel_size(tif, series, axes: str) -> tuple[dict[str, float], str | None]:
+def _file_pixel_size(tif, series, axes: str, index: int = 0) -> tuple[dict[str, float], str | None]:
     page = getattr(series, "keyframe", None) or tif.pages[0]
     if tif.is_ome and tif.ome_metadata:
-        sizes, unit = _ome_sizes(tif.ome_metadata)
+        sizes, unit = _ome_sizes(tif.ome_metadata, index)
         if sizes:
             return sizes, unit
     xres, yres, res_unit = _resolution(page)
@@ -476,39 +476,70 @@ def _file_pixel_size(tif, series, axes: str) -> tuple[dict[str, float], str | No
     return {"X": 1.0 / xres, "Y": 1.0 / yres}, None
 
 
-def read_image(path: str | os.PathLike, axes: str | None = None, memmap: bool = True) -> AxesImage:
-    """Read the first series of a TIFF / ImageJ / OME-TIFF file with its axes and pixel size.
+def describe_series(tif, limit: int = 8) -> str:
+    """The series of an open TIFF, each with its index, shape, axes and pixel type (the first
+    ``limit`` of them)."""
+    lines = []
+    for i, series in enumerate(tif.series[:limit]):
+        try:
+            lines.append(f"series {i}: shape {tuple(series.shape)}, axes {series.axes}, {series.dtype}")
+        except Exception:   # a damaged series still gets a line
+            lines.append(f"series {i}: unreadable")
+    if len(tif.series) > limit:
+        lines.append(f"and {len(tif.series) - limit} more")
+    return "; ".join(lines)
 
-    Axes come from the file (unknown tifffile axes such as I or Q become Z, then T) unless
-    ``axes`` is given. The data are memory-mapped when ``memmap`` and the file allows it
-    (uncompressed, contiguous). ``series_count`` tells how many series the file holds.
+
+def read_image(path: str | os.PathLike, axes: str | None = None, memmap: bool = True,
+               series: int | None = None) -> AxesImage:
+    """Read one series of a TIFF / ImageJ / OME-TIFF file with its axes and pixel size.
+
+    A file holding several series (an OME-TIFF of several images, pages of different
+    shapes) needs ``series`` (0-based); without it such a file is refused with a message
+    listing them, never silently cut to its first series. Axes come from the file (unknown
+    tifffile axes such as I or Q become Z, then T) unless ``axes`` is given. The data are
+    memory-mapped when ``memmap`` and the file allows it (uncompressed, contiguous).
+    ``series_count`` tells how many series the file holds.
     """
     import tifffile
 
     path = Path(path)
     if not path.is_file():
         raise NapariGanError(f"File '{path}' does not exist.")
+    if series is not None and (isinstance(series, bool) or not isinstance(series, int) or series < 0):
+        raise NapariGanError(f"--series must be a whole number from 0, not {series!r}.")
     name = path.name
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            raw_axes, shape = series.axes, tuple(series.shape)
             count = len(tif.series)
+            if count == 0:
+                raise NapariGanError(f"'{name}' holds no image.")
+            if series is None and count > 1:
+                raise NapariGanError(
+                    f"'{name}' holds {count} images (series) of which napari-gan uses one: "
+                    f"{describe_series(tif)}. "
+                    "Choose one with --series N (0 is the first).")
+            index = 0 if series is None else series
+            if index >= count:
+                raise NapariGanError(f"'{name}' has no series {index}; it holds {count} "
+                                     f"(numbered from 0): {describe_series(tif)}.")
+            chosen_series = tif.series[index]
+            raw_axes, shape = chosen_series.axes, tuple(chosen_series.shape)
             if 0 in shape or len(shape) < 2:
                 raise NapariGanError(f"'{name}' is empty (shape {shape}).")
             chosen = parse_axes(axes, len(shape)) if axes is not None else \
                 _map_tiff_axes(raw_axes, shape, name)
-            pixel_size, unit = _file_pixel_size(tif, series, chosen)
+            pixel_size, unit = _file_pixel_size(tif, chosen_series, chosen, index)
             data = None
             if memmap:
                 try:
-                    data = tifffile.memmap(path, series=0, mode="r")
+                    data = tifffile.memmap(path, series=index, mode="r")
                     if tuple(data.shape) != shape:
                         data = data.reshape(shape)
                 except Exception:  # compressed, tiled or scattered data cannot be memory-mapped
                     data = None
             if data is None:
-                data = series.asarray()
+                data = chosen_series.asarray()
                 if tuple(data.shape) != shape:
                     data = data.reshape(shape)
     except NapariGanError:
@@ -574,7 +605,10 @@ def write_image(path: str | os.PathLike, image: AxesImage | np.ndarray, axes: st
               and (not axes.endswith("S") or (dtype == np.uint8 and samples == 3)))
     if str(path).lower().endswith((".ome.tif", ".ome.tiff")):
         imagej = False
-    kwargs: dict = {"compression": "zlib", "photometric": "rgb" if rgb else "minisblack"}
+    from .io import SOFTWARE
+
+    kwargs: dict = {"compression": "zlib", "photometric": "rgb" if rgb else "minisblack",
+                    "software": SOFTWARE}
     if axes.endswith("S") and not rgb:
         kwargs["planarconfig"] = "contig"
     if imagej:

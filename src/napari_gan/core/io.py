@@ -1,8 +1,13 @@
-"""Reading and writing TIFF images and finding image pairs on disk."""
+"""Reading and writing TIFF images, finding image pairs on disk, and the rules every writer
+follows: outputs never replace an input, a model or a file napari-gan did not write, and a
+failed write (full disk, quota, file-size limit, permissions) leaves no partial or temporary
+file and the previous file intact."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,6 +17,9 @@ import tifffile
 from .errors import NapariGanError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: the TIFF "Software" tag of every TIFF napari-gan writes: such files may be replaced by a
+#: later run, files without it never are
+SOFTWARE = "napari-gan"
 
 
 def list_tiffs(folder: str | os.PathLike) -> list[Path]:
@@ -39,11 +47,14 @@ def match_pairs(inputs: str | os.PathLike, targets: str | os.PathLike) -> list[t
     """Pair input and target files: two files, or two folders matched by file name."""
     input_files, target_files = expand_paths(inputs), expand_paths(targets)
     if Path(inputs).is_file() and Path(targets).is_file():
+        _refuse_same_file(input_files[0], target_files[0])
         return [(input_files[0], target_files[0])]
     if Path(inputs).is_dir() != Path(targets).is_dir():
         raise NapariGanError("Give --input and --target both as files or both as folders.")
     by_name = {p.name: p for p in target_files}
     pairs = [(p, by_name[p.name]) for p in input_files if p.name in by_name]
+    for a, b in pairs:
+        _refuse_same_file(a, b)
     unmatched = sorted({p.name for p in input_files} ^ set(by_name))
     if not pairs:
         raise NapariGanError(
@@ -56,6 +67,26 @@ def match_pairs(inputs: str | os.PathLike, targets: str | os.PathLike) -> list[t
             "Pairs are matched by file name; remove or rename them."
         )
     return pairs
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file (links and ``..`` resolved; a path that does
+    not exist yet is compared by its resolved name)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        try:
+            return Path(a).resolve() == Path(b).resolve()
+        except (OSError, RuntimeError):
+            return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _refuse_same_file(a: Path, b: Path) -> None:
+    if same_file(a, b):
+        shown = f"'{a}'" if str(a) == str(b) else f"'{a}' and '{b}' (the same file)"
+        raise NapariGanError(f"The input and the target are the same file, {shown}; a model cannot "
+                             "learn anything from an image paired with itself. Give the clean or "
+                             "high-resolution images as --target.")
 
 
 def read_tiff(path: str | os.PathLike, memmap: bool = False) -> np.ndarray:
@@ -89,20 +120,108 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
+_WRITE_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file would be larger than the file-size limit (ulimit -f) allows",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.EIO: "an input/output error (a failing disk or network share)",
+}
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """Why a write failed, in words, when ``exc`` is an I/O failure (an ``OSError``, or a
+    library's error wrapping one, e.g. safetensors' "I/O error: ... (os error 28)");
+    ``None`` for anything else (a programming error, which is left to propagate)."""
+    text = str(exc)
+    code = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
+    if code is None:
+        found = re.search(r"os error (\d+)", text)
+        if found:
+            code = int(found.group(1))
+    if code is not None:
+        reason = os.strerror(code)
+        extra = _WRITE_REASONS.get(code)
+        return f"{reason} ({extra})" if extra and extra.lower() != reason.lower() else reason
+    if isinstance(exc, OSError):
+        if re.search(r"requested and \d+ written", text):   # numpy/tifffile short writes
+            return ("only part of the data could be written (the disk is full, or a quota or "
+                    "file-size limit was reached)")
+        return exc.strerror or text or type(exc).__name__
+    if "I/O error" in text or "IoError" in text:
+        return text.splitlines()[0][:200]
+    return None
+
+
 def atomic_write(path: str | os.PathLike, write_fn) -> Path:
-    """Call ``write_fn(tmp_path)`` then rename over ``path``: never a half-written file."""
+    """Call ``write_fn(tmp_path)`` then rename over ``path``: never a half-written file.
+
+    A failed write (full disk, quota, file-size limit, permissions, ...) raises a
+    :class:`NapariGanError` saying why; the temporary file is removed and a previous file
+    at ``path`` is left as it was. Anything else ``write_fn`` raises propagates unchanged
+    (after the same clean-up)."""
     path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        os.close(fd)
         write_fn(tmp)
         os.replace(tmp, path)
-    except OSError as exc:
-        raise NapariGanError(f"Could not write '{path}': {exc.strerror or exc}.") from exc
+        tmp = None
+    except Exception as exc:
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        kept = " (the previous file is unchanged)" if path.exists() else ""
+        raise NapariGanError(f"Could not write '{path}': {reason}{kept}.") from exc
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
     return path
+
+
+def is_own_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file napari-gan wrote (a TIFF with its Software tag), which a
+    later run may replace."""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        return False
+    try:
+        with tifffile.TiffFile(path) as tif:
+            software = tif.pages[0].software if len(tif.pages) else ""
+    except Exception:
+        return False
+    return isinstance(software, str) and software.startswith(SOFTWARE)
+
+
+def check_output(path: str | os.PathLike, protected=(), suffixes: tuple[str, ...] = TIFF_SUFFIXES,
+                 option: str = "--output", replace=None) -> Path:
+    """Refuse an output file before any work starts: when it is, or would replace, one of
+    the ``protected`` files (``(path, what)`` pairs: inputs, models, training states), has a
+    suffix its writer does not write, or already exists as a file ``replace(path)`` does not
+    allow replacing (by default :func:`is_own_file`: only TIFFs napari-gan wrote are replaced);
+    then check that it can be written."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in suffixes:
+        kind = "TIFF" if suffixes == TIFF_SUFFIXES else suffixes[0]
+        raise NapariGanError(f"{option} '{path}' must be a {kind} file name (ending in "
+                             f"{' or '.join(suffixes)}).")
+    for other, what in protected:
+        if other is not None and same_file(path, other):
+            shown = f"'{other}'" if str(other) == str(path) else f"'{other}' (the same file)"
+            raise NapariGanError(f"{option} '{path}' would replace {what} {shown}; napari-gan never writes "
+                                 "over its inputs or models. Choose another output.")
+    if path.is_dir():
+        raise NapariGanError(f"{option} '{path}' is a folder; give a file name.")
+    if path.exists() and not (replace or is_own_file)(path):
+        raise NapariGanError(f"{option} '{path}' already exists and was not written by napari-gan, so it is "
+                             "never replaced; choose another name or move the file away.")
+    return check_writable(path)
 
 
 def write_tiff(path: str | os.PathLike, image: np.ndarray, axes: str | None = None) -> Path:
@@ -112,7 +231,8 @@ def write_tiff(path: str | os.PathLike, image: np.ndarray, axes: str | None = No
 
     def _write(tmp: str) -> None:
         tifffile.imwrite(
-            tmp, image, bigtiff=image.nbytes > 2**31, compression="zlib", metadata=metadata
+            tmp, image, bigtiff=image.nbytes > 2**31, compression="zlib", metadata=metadata,
+            software=SOFTWARE,
         )
 
     return atomic_write(path, _write)

@@ -69,6 +69,11 @@ class Declared:
     def label(self) -> str:
         return self.spec.label or self.name.replace("_", " ").capitalize()
 
+    @property
+    def title(self) -> str:
+        """How messages name the setting, for both faces: its label and its option."""
+        return f"{self.label} ({self.flag})" if self.spec.cli else self.label
+
 
 def declared(cls) -> list[Declared]:
     """The declared settings of a configuration dataclass, in field order."""
@@ -94,7 +99,7 @@ def _base_type(hint) -> tuple[type, bool]:
 # ------------------------------------------------------------------------- checking
 def check_value(d: Declared, value: Any, where: str = "") -> Any:
     """``value`` converted to the setting's type and checked against its range or choices."""
-    name = where or d.flag
+    name = where or d.title
     if value is None:
         if d.optional:
             return None
@@ -128,7 +133,7 @@ def check_value(d: Declared, value: Any, where: str = "") -> Any:
 def check(config) -> None:
     """Check (and convert in place) every declared field of a configuration object."""
     for d in declared(type(config)):
-        setattr(config, d.name, check_value(d, getattr(config, d.name), d.flag))
+        setattr(config, d.name, check_value(d, getattr(config, d.name), d.title))
 
 
 def from_dict(cls, values: dict, source: str = ""):

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from ..training.base import Budget, Trainer
 
-BUILTIN = ("pix2pix", "stylegan2")
+BUILTIN = ("pix2pix", "stylegan2", "cyclegan")
 
 _registry: dict[str, "Family"] = {}
 _loaded = False
@@ -162,8 +162,11 @@ def _load_builtin() -> None:
 
 
 def all_families() -> list[Family]:
+    """The registered families: the built-in ones in BUILTIN order, then the others."""
     _load_builtin()
-    return list(_registry.values())
+    rank = {name: i for i, name in enumerate(BUILTIN)}
+    ordered = sorted(enumerate(_registry.values()), key=lambda item: (rank.get(item[1].name, len(rank)), item[0]))
+    return [family for _, family in ordered]
 
 
 def get(name: str) -> Family:
@@ -191,15 +194,17 @@ class Images:
     names: list[str] = field(default_factory=list)
 
 
-def images_from_files(family: Family, paths: dict, channels: int = 1, axes: str | None = None) -> dict[str, Images]:
+def images_from_files(family: Family, paths: dict, channels: int = 1, axes: str | None = None,
+                      series: int | None = None) -> dict[str, Images]:
     """Read every given input of ``family`` from TIFF files or folders (memory-mapped where
-    possible), channels taken from each file's axes (``axes`` overrides the files' metadata).
+    possible), channels taken from each file's axes (``axes`` overrides the files' metadata;
+    ``series`` picks the image of files that hold several).
     Inputs paired with another are matched to it by file name, plane by plane."""
     from .. import axes as axes_mod
     from ..io import expand_paths, match_pairs
 
     def planes_of(path):
-        image = axes_mod.read_image(path, axes=axes)
+        image = axes_mod.read_image(path, axes=axes, series=series)
         image.name = f"'{path.name}'"
         stack, _ = axes_mod.to_planes(image, channels)
         return [stack[i] for i in range(len(stack))]
@@ -242,9 +247,13 @@ def images_from_files(family: Family, paths: dict, channels: int = 1, axes: str 
 MODE_COMMANDS = {"image": "predict", "noise": "generate"}
 
 
-def open_model(path, mode: str | None = None, device: str = "auto", amp: bool = True):
+def open_model(path, mode: str | None = None, device: str = "auto", amp: bool = True,
+               options: dict | None = None):
     """``(family, header, applier)`` for a model file or run folder, reading the file once;
-    ``mode`` ("image" or "noise") refuses a model of the other kind with a clear message."""
+    ``mode`` ("image" or "noise") refuses a model of the other kind with a clear message.
+    ``options``: apply-setting values (e.g. every predict option); those the family's
+    ``apply_settings`` adds to the shared ones (CycleGAN's ``direction``) are checked and passed
+    to its ``load_applier``."""
     from .. import checkpoint
 
     header = checkpoint.read_header(checkpoint.resolve_model_path(path), expect_role="model")
@@ -253,4 +262,30 @@ def open_model(path, mode: str | None = None, device: str = "auto", amp: bool = 
         does = "generates images from noise" if family.apply_mode == "noise" else "needs an input image"
         raise NapariGanError(f"'{header.path}' is a {family.title} model, which {does}; use "
                              f"'napari-gan {MODE_COMMANDS[family.apply_mode]}' (or Generate Data in napari).")
-    return family, header, family.load_applier(header, device, amp=amp)
+    extra = applier_options(family, options or {}, f"'{header.path}'")
+    return family, header, family.load_applier(header, device, amp=amp, **extra)
+
+
+def applier_options(family: Family, options: dict, model: str = "this model") -> dict:
+    """The values in ``options`` of the apply settings that ``family`` adds to the shared ones
+    (PredictSettings or GenerateSettings), checked against their declarations. A value other
+    than the default for a setting only other families declare is refused (e.g. a direction
+    for a Pix2Pix model)."""
+    from .. import settings
+
+    if not options:
+        return {}
+    own = {d.name for d in settings.declared(family.apply_settings)}
+    shared = {d.name for d in settings.declared(Family.apply_settings.fget(family))}
+    for other in all_families():
+        if other.apply_mode != family.apply_mode:
+            continue
+        for d in settings.declared(other.apply_settings):
+            if d.name not in own and d.name in options and options[d.name] != d.default:
+                raise NapariGanError(f"{d.flag} applies to {other.title} models; {model} is a {family.title} "
+                                     "model.")
+    names = [n for n in own - shared if n in options]
+    if not names:
+        return {}
+    checked = family.apply_settings(**{n: options[n] for n in own if n in options})
+    return {n: getattr(checked, n) for n in names}

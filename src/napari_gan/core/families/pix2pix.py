@@ -93,9 +93,10 @@ class Pix2PixConfig:
         if self.lr_d is None:
             self.lr_d = self.lr
         if self.task == "denoise" and self.scale != 1:
-            raise NapariGanError("Denoising keeps the image size; --scale 2 or 4 needs --task sr.")
+            raise NapariGanError("Denoising keeps the image size; a scale of 2 or 4 needs the task sr "
+                                 "(--task sr).")
         if self.task == "sr" and self.scale not in (2, 4):
-            raise NapariGanError("Super-resolution (--task sr) needs --scale 2 or 4.")
+            raise NapariGanError("Super-resolution (task sr) needs a scale of 2 or 4 (--scale).")
         if self.patch < 2**self.depth:
             raise NapariGanError(f"The patch size must be at least {2**self.depth} for a uNet of depth "
                                  f"{self.depth}.")
@@ -144,6 +145,9 @@ class Pix2PixTrainer(Trainer):
         self.sampler = PairedPatchSampler(data, cfg.patch, self.rng)
         # Without a held-out region (tiny images) metrics and preview come from training crops.
         self.val_prefix = "val" if val_data is not None else "train"
+        if val_data is None:
+            self.notes.append("The images are too small to hold out a validation region, so the metrics and "
+                              "the preview come from training crops; give validation images or larger ones.")
         source = val_data if val_data is not None else data
         self.val_crops = validation_crops(source, val_crop)
         # The preview is the prediction of the first crop: plane 0 of ``source`` from this

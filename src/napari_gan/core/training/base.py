@@ -135,10 +135,16 @@ class Trainer:
         # uninterrupted one and does not warm up again.
         self.schedule_steps: float | None = None
         self._schedule_fixed = False
+        self.cfg = None                   # the family's configuration (set by the subclass)
+        #: where the preview sits in the first validation image, (row, column) in input
+        #: pixels; None when the preview is not a crop of an input (e.g. generated samples)
+        self.preview_origin: tuple[int, int] | None = None
+        self.notes: list[str] = []       # things the user should know before training starts
         self.lr_scale = 1.0               # lowered by each NaN rollback
         self.rollbacks_total = 0          # changes the random streams of a replay
         self._stop = False
         self._good_state: dict | None = None
+        self.run_lock = None              # the run folder's lock (runs.start), released when run() ends
 
     # ------------------------------------------------------------ family-specific parts
     def train_step(self, progress: float) -> dict[str, float]:
@@ -256,6 +262,13 @@ class Trainer:
     def stopped(self) -> bool:
         return self._stop
 
+    def release_folder(self) -> None:
+        """Give the run folder back (its :class:`~napari_gan.core.runs.RunLock`); :meth:`run`
+        does this when it ends, however it ends. Idempotent."""
+        lock, self.run_lock = self.run_lock, None
+        if lock is not None:
+            lock.release()
+
     def _snapshot(self) -> None:
         self._good_state = copy.deepcopy(self.full_state())
 
@@ -292,6 +305,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[TrainEvent]:
+        """Train to the end of the budget or a stop request, yielding events. The run folder's
+        lock is released when the loop ends: after the final save, on an error, or when the
+        caller closes the generator."""
+        try:
+            yield from self._loop()
+        finally:
+            self.release_folder()
+
+    def _loop(self) -> Iterator[TrainEvent]:
         main = self.dist.is_main
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -350,6 +372,7 @@ class Trainer:
             if final is None:  # the final validation has already saved the state
                 self.save_state()
         distributed.barrier()   # the files exist for every process once it is done
+        self.release_folder()
         yield event("done", losses=losses, metrics=final.metrics if final else {},
                     preview=final.preview if final else None, message=end_message,
                     paths={k: str(v) for k, v in self.paths.items()})
