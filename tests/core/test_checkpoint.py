@@ -505,3 +505,34 @@ def test_empty_states_and_models_round_trip(tmp_path):
     checkpoint.save_model(tmp_path / "empty_model.safetensors", "stylegan2", {}, {}, {})
     h = checkpoint.read_header(tmp_path / "empty_model.safetensors", expect_role="model")
     assert h.networks == [] and checkpoint.load_state(h) == {}
+
+
+def test_a_model_file_is_read_once_per_use(tmp_path, monkeypatch):
+    """predict reads the header once and the weights once (not three times, as before)."""
+    import tifffile
+
+    from napari_gan.cli import main
+    from tests.core.conftest import smooth_image
+
+    image = smooth_image((48, 48)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    tifffile.imwrite(tmp_path / "b.tif", image + 1)
+    assert main(["train", "pix2pix", "--input", str(tmp_path / "a.tif"), "--target", str(tmp_path / "b.tif"),
+                 "--out", str(tmp_path / "run"), "--steps", "1", "--patch", "32", "--batch", "2", "--width", "4",
+                 "--depth", "2", "--disc-width", "4", "--quiet"]) == 0
+    calls = {"header": 0, "weights": 0}
+    read_header, load_networks = checkpoint.read_header, checkpoint.load_networks
+
+    def counted_header(*args, **kwargs):
+        calls["header"] += 1
+        return read_header(*args, **kwargs)
+
+    def counted_weights(*args, **kwargs):
+        calls["weights"] += 1
+        return load_networks(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "read_header", counted_header)
+    monkeypatch.setattr(checkpoint, "load_networks", counted_weights)
+    assert main(["predict", "--model", str(tmp_path / "run"), "--input", str(tmp_path / "a.tif"),
+                 "--output", str(tmp_path / "out.tif")]) == 0
+    assert calls == {"header": 1, "weights": 1}
