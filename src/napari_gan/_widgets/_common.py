@@ -126,6 +126,60 @@ def placement(scale, translate, factor: int, ndim: int | None = None) -> tuple[l
     return list(scale), list(translate)
 
 
+def placement_by_axes(scale, translate, axes: str, out_axes: str, factor: int,
+                      units=None, axis_labels=None) -> dict:
+    """Layer keywords (scale, translate and, where given, units and axis labels) placing a
+    result whose axes are ``out_axes`` on top of a layer whose axes are ``axes``: each axis
+    keeps the layer's values by its letter (an S axis, RGB samples, is no layer dimension), a
+    C axis the layer does not have gets scale 1, and Y/X are ``factor`` times finer (see
+    :func:`placement`)."""
+    dims, out_dims = [a for a in axes if a != "S"], [a for a in out_axes if a != "S"]
+    if len(scale) != len(dims):
+        raise ValueError(f"{len(scale)} scale values for the axes {axes}")
+    pick = {a: i for i, a in enumerate(dims)}
+    out_scale = [float(scale[pick[a]]) if a in pick else 1.0 for a in out_dims]
+    out_translate = [float(translate[pick[a]]) if a in pick else 0.0 for a in out_dims]
+    out_scale, out_translate = placement(out_scale, out_translate, factor)
+    kwargs: dict = {"scale": out_scale, "translate": out_translate}
+    if all(a in pick for a in out_dims):
+        if units is not None:
+            kwargs["units"] = [units[pick[a]] for a in out_dims]
+        if axis_labels is not None:
+            kwargs["axis_labels"] = [axis_labels[pick[a]] for a in out_dims]
+    return kwargs
+
+
+CHANNEL_LABELS = ("c", "ch", "channel", "channels")
+
+
+def labelled_channel_axis(layer) -> int | None:
+    """The axis a layer's axis labels name as its channels ("c", "channel"), if exactly one."""
+    labels = [str(label).strip().lower() for label in getattr(layer, "axis_labels", ())]
+    found = [i for i, label in enumerate(labels) if label in CHANNEL_LABELS]
+    return found[0] if len(found) == 1 else None
+
+
+def physical_pixel_size(layer, axes: str, factor: int = 1) -> tuple[dict[str, float], str | None]:
+    """Pixel size (Z, Y, X, in the unit of X; Y and X ``factor`` times finer) of a result
+    on a layer whose axes are ``axes``, for saving; empty when the layer's units are pixels
+    (napari's default)."""
+    from ..core.axes import normalize_unit
+
+    dims = [a for a in axes if a != "S"]
+    units = [normalize_unit(str(u)) for u in (getattr(layer, "units", None) or ())]
+    scale = list(layer.scale)
+    if "X" not in dims or len(units) != len(dims) or len(scale) != len(dims):
+        return {}, None
+    unit = units[dims.index("X")]
+    if unit is None:
+        return {}, None
+    sizes = {}
+    for a in "ZYX":
+        if a in dims and units[dims.index(a)] == unit:
+            sizes[a] = float(scale[dims.index(a)]) / (factor if a in "YX" else 1)
+    return sizes, unit
+
+
 def contrast_limits(image: np.ndarray, percentiles=(0.5, 99.8)) -> tuple[float, float]:
     """Robust display range from a subsample of the image."""
     flat = np.asarray(image).reshape(-1)

@@ -7,6 +7,12 @@ Z/T stack or several channels; tiled, so large images fit in memory), those with
 heavy done, in a napari thread worker with progress and Cancel; the result becomes a new
 layer placed on top of the input (scale and translate account for super-resolution) and
 can be saved as TIFF.
+
+The settings of applying a model are the ones its family declares (``family.apply_settings``:
+tile size and overlap, or number of images, seed and truncation, plus whatever a family adds,
+such as CycleGAN's direction), built by :mod:`._fields` exactly as the command line builds its
+options. The axes of the input layer are named (T, Z, C, Y, X) before anything is predicted, so
+the result keeps the layer's axes order and each axis keeps its own scale and translate.
 """
 
 from __future__ import annotations
@@ -19,16 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
 from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
-    InputError, contrast_limits, device_choices, image_layer_data, layer_choices, notify_error,
-    notify_info, notify_warning, upscaled_placement, user_message,
+    InputError, contrast_limits, device_choices, image_layer_data, labelled_channel_axis, layer_choices,
+    notify_error, notify_info, notify_warning, physical_pixel_size, placement, placement_by_axes,
+    spatial_scale, user_message,
 )
-from ._fields import align_labels
+from ._fields import SettingFields, align_labels
 from ._workers import Failure, ProgressRelay, start_job
 
 if TYPE_CHECKING:
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 BUTTON_TEXT = {"image": "Predict", "noise": "Generate", None: "Generate"}
+AUTO_AXIS = -1
 
 
 @dataclass
@@ -52,15 +58,27 @@ class GenerationPlan:
     save_path: Path | None = None
     description: str = ""
     total: int = 0
+    place: Callable[["Outcome"], dict] | None = None   # scale, translate, ... of the result layer
 
 
 @dataclass
 class Outcome:
-    """What a job returns: the result, its display range and its channel axis (if split)."""
+    """What a job returns: the result, its display range, its channel axis (if split into
+    one layer per channel) and its axes (T, Z, C, Y, X letters) where they are known."""
 
     data: np.ndarray
     contrast: Any
     channel_axis: int | None = None
+    axes: str | None = None
+
+
+@dataclass
+class SaveTarget:
+    """Where a result is written, with the physical pixel size of its Z/Y/X axes if known."""
+
+    path: Path
+    pixel_size: dict = field(default_factory=dict)
+    unit: str | None = None
 
 
 @dataclass
@@ -108,28 +126,36 @@ class GenerateWidget(QWidget):
         self.model_info = Label(value="Choose a model file or a run folder.")
         self.input_layer = ComboBox(label="Input", choices=lambda _w: layer_choices(self.viewer), nullable=True,
                                     tooltip="2D image, Z/T stack, or an image with a channel axis")
-        self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=10,
-                                    tooltip="Axis holding the channels for multi-channel models; -1 = find it")
-        self.tile = SpinBox(label="Tile size", value=0, min=0, max=8192, step=64,
-                            tooltip="Large images are predicted in tiles; 0 = automatic (256 CPU, 512 GPU)")
-        self.overlap = SpinBox(label="Tile overlap", value=48, min=0, max=512, step=8)
-        self.n_images = SpinBox(label="Number of images", value=16, min=1, max=100_000)
-        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
-        self.truncation = FloatSpinBox(label="Truncation", value=1.0, min=0.0, max=2.0, step=0.05,
-                                       tooltip="Below 1: more typical, less varied images")
+        self.channel_axis = ComboBox(
+            label="Channel axis", choices=self._channel_axis_choices, value=AUTO_AXIS,
+            tooltip="The axis of the input layer that holds the channels of a multi-channel model; auto: the "
+                    "axis labelled C, else the one axis whose length is the model's channel count")
         self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
+        self.show_advanced = CheckBox(text="Show advanced settings", value=False)
         self.save = CheckBox(text="Save result as TIFF", value=False)
         self.save_path = FileEdit(label="Save to", mode="w", filter="TIFF (*.tif *.tiff)", visible=False,
                                   tooltip="A .tif file, or a folder (the file is named after the new layer)")
-        self.image_box = Container(widgets=[self.input_layer, self.channel_axis, self.tile, self.overlap])
-        self.noise_box = Container(widgets=[self.n_images, self.seed, self.truncation], visible=False)
-        sections = [Container(widgets=[self.model_path, self.model_info]), self.image_box, self.noise_box,
-                    Container(widgets=[self.device]), self.save, Container(widgets=[self.save_path])]
-        self.form = Container(labels=False, widgets=sections)
-        labelled = [c for c in sections if isinstance(c, Container)]
-        for c in labelled:
+        self.model_box = Container(widgets=[self.model_path, self.model_info])
+        self.layer_box = Container(widgets=[self.input_layer, self.channel_axis])
+        self.device_box = Container(widgets=[self.device])
+        self.save_box = Container(widgets=[self.save_path])
+        # the apply settings of each family's apply_settings class (added as families are met)
+        self.image_box = Container(labels=False, widgets=[self.layer_box])
+        self.noise_box = Container(labels=False, widgets=[], visible=False)
+        self.advanced = Container(labels=False, widgets=[], visible=False)
+        self.form = Container(labels=False, widgets=[self.model_box, self.image_box, self.noise_box, self.device_box,
+                                                      self.show_advanced, self.advanced, self.save, self.save_box])
+        for c in (self.model_box, self.layer_box, self.device_box, self.save_box, self.image_box,
+                  self.noise_box, self.advanced):
             c.margins = (0, 0, 0, 0)
-        align_labels(*labelled)
+        self._fields: dict[type, SettingFields] = {}
+        self._current: SettingFields | None = None
+        from ..core.generation import GenerateSettings
+        from ..core.inference import PredictSettings
+
+        self._add_fields(PredictSettings, "image")
+        self._add_fields(GenerateSettings, "noise")
+
         self.run_button = PushButton(text="Generate")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
@@ -148,7 +174,9 @@ class GenerateWidget(QWidget):
             label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
         self.model_path.changed.connect(self._detect)
+        self.input_layer.changed.connect(self._on_layer_changed)
         self.save.changed.connect(lambda v: setattr(self.save_path, "visible", bool(v)))
+        self.show_advanced.changed.connect(lambda v: setattr(self.advanced, "visible", bool(v)))
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.relay.progressed.connect(self._on_progress)
@@ -158,9 +186,90 @@ class GenerateWidget(QWidget):
             ev.connect(self.reset_choices)
         self._show_sections(None, None)
 
+    # ------------------------------------------------------------------ settings
+    def _add_fields(self, cls: type, mode: str) -> SettingFields:
+        fields = SettingFields(cls)
+        for c in (fields.basic, fields.advanced):
+            c.margins = (0, 0, 0, 0)
+            c.visible = False
+        (self.noise_box if mode == "noise" else self.image_box).append(fields.basic)
+        self.advanced.append(fields.advanced)
+        self._fields[cls] = fields
+        align_labels(self.model_box, self.layer_box, *(f.basic for f in self._fields.values()), self.device_box,
+                     *(f.advanced for f in self._fields.values()), self.save_box)
+        return fields
+
+    def fields_for(self, family: "Family") -> SettingFields:
+        """The setting fields of applying a model of ``family`` (its ``apply_settings``)."""
+        cls = family.apply_settings
+        return self._fields[cls] if cls in self._fields else self._add_fields(cls, family.apply_mode)
+
+    @property
+    def settings(self) -> SettingFields:
+        """The setting fields shown now (those of the chosen model's family)."""
+        return self._current
+
+    def field(self, name: str):
+        """The widget of one of the shown apply settings, by its declared name."""
+        return self._current.widget(name)
+
+    def values(self) -> dict[str, Any]:
+        """The shown apply settings (automatic ones None)."""
+        return self._current.values()
+
+    @property
+    def tile(self):
+        return self._shared_field("tile")
+
+    @property
+    def overlap(self):
+        return self._shared_field("overlap")
+
+    def _shared_field(self, name: str):
+        from ..core.inference import PredictSettings
+
+        fields = self._current if name in self._current else self._fields[PredictSettings]
+        return fields.widget(name)
+
+    def _show_fields(self, fields: SettingFields) -> None:
+        """Show ``fields`` (hiding the others); values the user set for settings they share
+        with the fields shown before (tile size, overlap, ...) carry over."""
+        previous = self._current
+        if previous is not None and previous is not fields:
+            fields.set_values({k: v for k, v in previous.values().items() if k in fields})
+        self._current = fields
+        for f in self._fields.values():
+            f.basic.visible = f is fields
+            f.advanced.visible = f is fields
+        self.show_advanced.visible = len(fields.advanced) > 0
+
     # ------------------------------------------------------------------ choices
     def reset_choices(self, *_args) -> None:
         self.form.reset_choices()
+
+    def _channel_axis_choices(self, _widget=None) -> list[tuple[str, int]]:
+        """auto, then each axis of the input layer before Y and X, with its length (and label)."""
+        from napari.layers import Image
+
+        choices = [("auto", AUTO_AXIS)]
+        layer = self.input_layer.value if hasattr(self, "input_layer") else None
+        if not isinstance(layer, Image):
+            return choices
+        shape = tuple((layer.data[0] if layer.multiscale else layer.data).shape)
+        lead = len(shape) - (3 if layer.rgb else 2)
+        labels = list(getattr(layer, "axis_labels", ()))
+        for i in range(max(lead, 0)):
+            text = f"axis {i} (length {shape[i]})"
+            if len(labels) == len(shape) - layer.rgb and labels[i] != str(i - len(labels)):
+                text = f"axis {i}: {labels[i]} (length {shape[i]})"
+            choices.append((text, i))
+        return choices
+
+    def _on_layer_changed(self, layer) -> None:
+        """A new input layer: its axes are the choices; an axis labelled C is the default."""
+        self.channel_axis.reset_choices()
+        labelled = labelled_channel_axis(layer) if layer is not None else None
+        self.channel_axis.value = labelled if labelled in self.channel_axis.choices else AUTO_AXIS
 
     def _path(self) -> Path:
         value = str(self.model_path.value).strip()
@@ -188,14 +297,16 @@ class GenerateWidget(QWidget):
 
     def _show_sections(self, header: "Header | None", family: "Family | None") -> None:
         from ..core.families import stored_config
+        from ..core.inference import PredictSettings
 
         self.header, self.family = header, family
-        if family is not None:
+        if family is not None and header is not None:
             self.model_info.value = describe_model(family, header)
         mode = family.apply_mode if family is not None else None
         self.image_box.visible = mode != "noise"
         self.noise_box.visible = mode == "noise"
-        self.channel_axis.visible = header is not None and _in_channels(stored_config(header)) > 1
+        self._show_fields(self.fields_for(family) if family is not None else self._fields[PredictSettings])
+        self.channel_axis.visible = header is not None and _model_channels(stored_config(header)) > 1
         self.run_button.text = BUTTON_TEXT[mode]
 
     # ------------------------------------------------------------------ actions
@@ -257,41 +368,96 @@ class GenerateWidget(QWidget):
             target = target / f"{safe_filename(layer_name)}.tif"
         return check_writable(target)
 
+    def _checked_values(self, family: "Family") -> dict[str, Any]:
+        """The shown apply settings, checked against their declarations (and relations, such
+        as a tile larger than twice the overlap) before anything starts."""
+        values = self.values()
+        family.apply_settings(**values)          # raises a clear NapariGanError
+        return values
+
+    def _resolve_channel_axis(self, layer, shape: tuple[int, ...], channels: int) -> int | None:
+        """The axis of ``layer`` holding the model's channels: the chosen one, else the axis
+        labelled C, else the only axis of the right length. Two axes of that length (an
+        ImageJ TZCYX stack whose Z equals its channel count) are never guessed between."""
+        if channels == 1 or layer.rgb:        # RGB: the samples are the channels
+            return None
+        lead = len(shape) - 2
+        axis = self.channel_axis.value
+        if axis is None or axis < 0:
+            axis = labelled_channel_axis(layer)
+        if axis is None or axis < 0:
+            candidates = [i for i in range(lead) if shape[i] == channels]
+            if not candidates:
+                raise InputError(
+                    f"'{layer.name}' has shape {shape} but the model expects {channels} channels and no axis "
+                    f"before Y and X has length {channels}. If napari opened the channels as separate layers, "
+                    "stack them into one layer first (select them, right-click > Merge to Stack; the channels "
+                    "are then axis 0).")
+            if len(candidates) > 1:
+                which = ", ".join(str(i) for i in candidates[:-1]) + f" and {candidates[-1]}"
+                raise InputError(
+                    f"'{layer.name}' (shape {shape}) has {len(candidates)} axes of length {channels} (axes "
+                    f"{which}), the model's channel count; choose the one that holds the channels in "
+                    "'Channel axis'.")
+            axis = candidates[0]
+        if not 0 <= axis < lead:
+            raise InputError(f"'{layer.name}' has no axis {axis} before Y and X to hold the channels (shape {shape}).")
+        if shape[axis] != channels:
+            raise InputError(f"Axis {axis} of '{layer.name}' has length {shape[axis]} but the model expects "
+                             f"{channels} channels; choose the axis holding the channels in 'Channel axis'.")
+        return axis
+
     def _plan_image(self, header: "Header", family: "Family") -> GenerationPlan:
+        from ..core.axes import guess_axes
+        from ..core.errors import NapariGanError
         from ..core.families import stored_config
 
         stored = stored_config(header)
-        channels = _in_channels(stored)
+        channels = _model_channels(stored)
         layer = self.input_layer.value
         image = image_layer_data(layer, "input", grayscale=channels == 1)
-        channel_axis = None if self.channel_axis.value < 0 or channels == 1 else int(self.channel_axis.value)
+        shape = tuple(int(n) for n in image.shape)
+        channel_axis = self._resolve_channel_axis(layer, shape, channels)
+        values = self._checked_values(family)
+        try:     # the layer's axes by name (None: more axes than T, Z, C, Y, X can name)
+            axes = guess_axes(shape, channels, channel_axis, f"'{layer.name}'")
+        except NapariGanError:
+            axes = None
         factor = family.output_scale(family.config_from_header(header))
         what = f"x{factor}" if factor > 1 else "denoised" if stored.get("task") == "denoise" else family.name
+        own = _split_values(family, values, _shared_names(family))[1]
+        what += "".join(f" {v}" for v in own.values() if isinstance(v, str))     # e.g. CycleGAN's direction
         name = f"{layer.name} {what}"
-        scale, translate = upscaled_placement(layer, factor)
-        kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path)}}
-        if len(scale) == len(image.shape):
-            kwargs.update(scale=scale, translate=translate)
+        kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path), "napari_gan_settings": values}}
         kwargs["colormap"] = layer.colormap.name if not layer.rgb else "gray"
-        tile = int(self.tile.value) or None
         save_path = self._save_target(name)
-        planes = math.prod(image.shape[:-2]) // channels
+        save = None
+        if save_path is not None:
+            pixel_size, unit = physical_pixel_size(layer, axes, factor) if axes else ({}, None)
+            save = SaveTarget(save_path, pixel_size, unit)
+        if axes is not None:
+            planes = math.prod(n for n, a in zip(shape, axes) if a not in "CYXS")
+        else:
+            planes = math.prod(shape[:-2]) // channels
         return GenerationPlan(
             job=_predict_job,
-            args=(family, header, self.device.value, image, channel_axis, tile, int(self.overlap.value),
-                  self._cancel.is_set, self.relay, save_path, f"'{layer.name}'"),
+            args=(family, header, self.device.value, image, channel_axis, axes, values, self._cancel.is_set,
+                  self.relay, save, f"'{layer.name}'"),
             layer_name=name, layer_kwargs=kwargs, save_path=save_path, total=max(1, planes),
-            description=f"Loading {family.title} and predicting '{layer.name}' ...")
+            description=f"Loading {family.title} and predicting '{layer.name}'{_axes_note(axes, channel_axis)} ...",
+            place=_placer(layer, axes, factor))
 
     def _plan_noise(self, header: "Header", family: "Family") -> GenerationPlan:
-        n, seed, psi = int(self.n_images.value), int(self.seed.value), float(self.truncation.value)
+        values = self._checked_values(family)
+        n, seed, psi = int(values["n"]), int(values["seed"]), float(values["truncation"])
         name = f"{header.path.parent.name or family.name} generated (seed {seed})"
         kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path), "seed": seed,
-                                               "truncation": psi}, "colormap": "gray"}
+                                               "truncation": psi, "napari_gan_settings": values},
+                                  "colormap": "gray"}
         save_path = self._save_target(name)
         return GenerationPlan(
             job=_generate_job,
-            args=(family, header, self.device.value, n, seed, psi, self._cancel.is_set, self.relay, save_path),
+            args=(family, header, self.device.value, values, self._cancel.is_set, self.relay, save_path),
             layer_name=name, layer_kwargs=kwargs, save_path=save_path, total=n,
             description=f"Loading {family.title} and generating {n} image(s) ...")
 
@@ -346,6 +512,8 @@ class GenerateWidget(QWidget):
             self.progress_bar.setValue(0)
             return
         kwargs = dict(plan.layer_kwargs, contrast_limits=result.contrast)
+        if plan.place is not None:
+            kwargs.update(plan.place(result))
         if result.channel_axis is not None:
             kwargs["channel_axis"] = result.channel_axis
         added = self.viewer.add_image(result.data, name=plan.layer_name, **kwargs)
@@ -359,11 +527,62 @@ class GenerateWidget(QWidget):
         self.status.value = message + "."
 
 
-def _in_channels(stored: dict) -> int:
-    try:
-        return max(1, int(stored.get("in_channels", 1)))
-    except (TypeError, ValueError):
-        return 1
+def _model_channels(stored: dict) -> int:
+    """Input channels of a model from its stored configuration (``in_channels``, or
+    ``channels`` for families whose images have the same channels in and out)."""
+    for key in ("in_channels", "channels"):
+        if key in stored:
+            try:
+                return max(1, int(stored[key]))
+            except (TypeError, ValueError):
+                return 1
+    return 1
+
+
+def _axes_note(axes: str | None, channel_axis: int | None) -> str:
+    """' (axes TZCYX, channels on axis 2)' for the status line."""
+    if axes is None:
+        return ""
+    return f" (axes {axes}" + (f", channels on axis {channel_axis})" if channel_axis is not None else ")")
+
+
+def _placer(layer, axes: str | None, factor: int) -> Callable[[Outcome], dict]:
+    """What places a result on top of ``layer`` (read now, on the GUI thread): each axis of
+    the result keeps the scale and translate of the layer's axis of the same name."""
+    scale, translate = spatial_scale(layer)
+    units, labels = getattr(layer, "units", None), getattr(layer, "axis_labels", None)
+
+    def place(outcome: Outcome) -> dict:
+        if axes is not None and outcome.axes is not None:
+            try:
+                return placement_by_axes(scale, translate, axes, outcome.axes, factor, units, labels)
+            except ValueError:
+                pass
+        if len(scale) == np.ndim(outcome.data):     # unnamed axes: the same dimensions, Y and X last
+            out_scale, out_translate = placement(scale, translate, factor)
+            return {"scale": out_scale, "translate": out_translate}
+        return {}
+
+    return place
+
+
+def _predicted_axes(axes: str | None, channel_axis: int | None, out_channels: int | None,
+                    ndim: int) -> str | None:
+    """The axes of what ``Predictor.predict`` returns for an input with ``axes``: one output
+    channel drops the channel axis; several keep it where it was (``channel_axis``) or put
+    it before Y and X. None when that does not match the result's ``ndim``."""
+    if axes is None:
+        return None
+    lead = "".join(a for a in axes if a not in "CSYX")
+    if out_channels is None:
+        out_channels = 1 if ndim == len(lead) + 2 else None
+    if out_channels == 1:
+        out = lead + "YX"
+    elif channel_axis is not None and "C" in axes:
+        out = axes
+    else:
+        out = lead + "CYX"
+    return out if len(out) == ndim else None
 
 
 def _looks_constant(image) -> float | None:
@@ -377,28 +596,60 @@ def _looks_constant(image) -> float | None:
 
 
 # ------------------------------------------------------------------------ the workers
-def _predict_job(family, header, device, image, channel_axis, tile, overlap, cancel, relay, save_path, name):
-    """Worker: load the model, tiled prediction, then (optionally) the TIFF file."""
-    from ..core.io import write_tiff
+def _shared_names(family) -> tuple[str, ...]:
+    """The apply settings every family of ``family``'s apply mode has (PredictSettings or
+    GenerateSettings); the others are the family's own, passed to its load_applier."""
+    from ..core import settings
+    from ..core.families import Family
 
-    predictor = family.load_applier(header, device)
+    return tuple(d.name for d in settings.declared(Family.apply_settings.fget(family)))
+
+
+def _split_values(family, values: dict, shared: tuple[str, ...]) -> tuple[dict, dict]:
+    """(the shared apply settings, the ones ``family`` adds: passed to its load_applier)."""
+    from ..core.families import applier_options
+
+    values = dict(values)
+    common = {k: values.pop(k) for k in shared if k in values}
+    return common, applier_options(family, values)
+
+
+def _predict_job(family, header, device, image, channel_axis, axes, values, cancel, relay, save, name):
+    """Worker: load the model, tiled prediction, then (optionally) the TIFF file."""
+    common, own = _split_values(family, values, _shared_names(family))
+    predictor = family.load_applier(header, device, amp=common.get("amp", True), **own)
     constant = _looks_constant(image)
     if constant is not None:
         yield Notice(f"{name} looks constant (every pixel is {constant:g}); the result will carry no information.")
     yield f"Predicting on {predictor.device_name} ..."
-    result = predictor.predict(image, channel_axis, tile, overlap, cancel=cancel,
+    result = predictor.predict(image, channel_axis, common.get("tile"), common.get("overlap"), cancel=cancel,
                                progress=relay.progressed.emit, name=name)
-    if save_path is not None:
-        yield f"Writing '{save_path}' ..."
-        write_tiff(save_path, result)
-    return Outcome(result, contrast_limits(result))
+    out_axes = _predicted_axes(axes, channel_axis, getattr(predictor, "out_channels", None), np.ndim(result))
+    if save is not None:
+        yield f"Writing '{save.path}' ..."
+        _write(save, result, out_axes)
+    return Outcome(result, contrast_limits(result), axes=out_axes)
 
 
-def _generate_job(family, header, device, n, seed, truncation, cancel, relay, save_path):
+def _write(save: SaveTarget, result: np.ndarray, axes: str | None) -> None:
+    """The result as TIFF: with its axes (an ImageJ hyperstack or OME-TIFF) where known."""
+    from ..core.axes import write_image
+    from ..core.io import write_tiff
+
+    if axes is None:
+        write_tiff(save.path, result)
+    else:
+        write_image(save.path, result, axes=axes, pixel_size=save.pixel_size, unit=save.unit)
+
+
+def _generate_job(family, header, device, values, cancel, relay, save_path):
     """Worker: load the model, images in batches (progress, Cancel between batches), then the TIFF."""
     from ..core.io import write_tiff
 
-    generator = family.load_applier(header, device)
+    common, own = _split_values(family, values, _shared_names(family) + ("amp",))
+    amp = {"amp": common["amp"]} if "amp" in common else {}
+    n, seed, truncation = int(common["n"]), int(common["seed"]), float(common["truncation"])
+    generator = family.load_applier(header, device, **amp, **own)
     latents = generator.latents(n, seed)
     yield (f"Generating {n} image(s) of {generator.resolution}x{generator.resolution} "
            f"on {generator.device_name} ...")
