@@ -45,7 +45,6 @@ def test_parse_axes_errors(text, ndim, match):
     ((3, 16, 20), {"channels": 3}, "CYX"),
     ((5, 3, 16, 20), {"channels": 3}, "ZCYX"),
     ((2, 5, 3, 16, 20), {"channels": 3}, "TZCYX"),
-    ((3, 3, 16, 20), {"channels": 3}, "CZYX"),  # no metadata: first axis of that length
     ((3, 3, 16, 20), {"channels": 3, "channel_axis": 1}, "ZCYX"),
     ((4, 2, 16, 20), {"channel_axis": -3}, "ZCYX"),
     ((16, 20, 3), {}, "YXS"),
@@ -56,6 +55,8 @@ def test_guess_axes(shape, kw, expected):
 
 
 def test_guess_axes_errors():
+    with pytest.raises(NapariGanError, match="ambiguous"):   # Z == C without metadata: not guessed
+        guess_axes((3, 3, 16, 20), channels=3)
     with pytest.raises(NapariGanError, match="expects 3 channels"):
         guess_axes((2, 16, 16), channels=3)
     with pytest.raises(NapariGanError, match="last two"):
@@ -87,9 +88,9 @@ def test_z_equal_c_takes_channels_from_the_c_axis():
                 assert planes[t * 3 + z, c, 0, 0] == 1000 * t + 100 * z + 10 * c
     assert layout.output_axes(3) == "TZCYX"
     np.testing.assert_array_equal(layout.restore(planes), data)
-    # the old guess took Z for C
-    guessed, _ = data_to_planes(data, channels=3)
-    assert guessed[1, 0, 0, 0] == 10  # plane t=0, c=1 -> values of z = 0..2 along "channels"
+    # without axes the length of Z and C alone cannot tell them apart: refused, not guessed
+    with pytest.raises(NapariGanError, match="ambiguous"):
+        data_to_planes(data, channels=3)
 
 
 def test_restore_channel_rules_and_super_resolution():

@@ -101,7 +101,8 @@ def guess_axes(shape, channels: int = 1, channel_axis: int | None = None, name: 
 
     ``YX``; ``ZYX`` and ``TZYX`` for stacks; an RGB(A)-looking last axis is ``S``; the channel
     axis ``C`` is ``channel_axis`` when given, otherwise (with ``channels > 1``) the first axis
-    of length ``channels`` (TIFF order), e.g. ``CYX``, ``ZCYX``, ``TZCYX``.
+    of length ``channels`` (TIFF order), e.g. ``CYX``, ``ZCYX``, ``TZCYX``; two such axes are
+    refused as ambiguous rather than guessed.
     """
     shape = tuple(int(s) for s in shape)
     ndim = len(shape)
@@ -125,6 +126,11 @@ def guess_axes(shape, channels: int = 1, channel_axis: int | None = None, name: 
                 f"{name} has shape {shape} but the model expects {channels} channels; "
                 f"no axis of length {channels} was found before Y and X."
             )
+        if len(candidates) > 1:
+            raise NapariGanError(
+                f"{name} has shape {shape}: axes {', '.join(map(str, candidates))} both have the model's "
+                f"{channels} channels, so which one holds them is ambiguous; name the axes (e.g. --axes "
+                "TZCYX, or save the image with ImageJ/OME metadata) or give the channel axis.")
         return guess_axes(shape, channels, candidates[0], name)
     return _lead_letters(ndim - 2, shape, name) + "YX"
 
@@ -250,6 +256,18 @@ def check_float32_range(data, name: str = "image") -> None:
             )
 
 
+def count_non_finite(data) -> int:
+    """How many NaN or infinite values ``data`` holds (0 for integer data); read in chunks,
+    so a large or memory-mapped array is never copied whole."""
+    if np.dtype(data.dtype).kind not in "fc":
+        return 0
+    bad = 0
+    for chunk in _chunks(data, _CHUNK):
+        chunk = np.asarray(chunk)
+        bad += int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
+    return bad
+
+
 def computable(data, name: str = "image"):
     """``data`` ready for plane computations, without copying: bool viewed as uint8, float64
     range-checked; other integer/float types (any byte order, float16) are kept as they are."""
@@ -372,7 +390,12 @@ def to_planes(image: AxesImage, channels: int = 1) -> tuple[np.ndarray, PlaneLay
     order = [axes.index(a) for a in lead + (ch or "") + "YX"]
     moved = data.transpose(order)
     lead_shape = tuple(int(s) for s in moved.shape[:len(lead)])
-    planes = _reshape(moved, (-1, n) + tuple(moved.shape[-2:]))
+    from .zarr_io import LazyPlanes, is_lazy
+
+    if is_lazy(moved):   # OME-Zarr and other lazy data: planes are views, read tile by tile
+        planes = LazyPlanes(moved, len(lead), ch is not None)
+    else:
+        planes = _reshape(moved, (-1, n) + tuple(moved.shape[-2:]))
     layout = PlaneLayout(axes, tuple(int(s) for s in data.shape), ch, lead, lead_shape,
                          dict(image.pixel_size), image.unit, name)
     return planes, layout
@@ -491,8 +514,10 @@ def describe_series(tif, limit: int = 8) -> str:
 
 
 def read_image(path: str | os.PathLike, axes: str | None = None, memmap: bool = True,
-               series: int | None = None) -> AxesImage:
-    """Read one series of a TIFF / ImageJ / OME-TIFF file with its axes and pixel size.
+               series: int | None = None, level: int = 0) -> AxesImage:
+    """Read one series of a TIFF / ImageJ / OME-TIFF file, or one level of an OME-Zarr
+    image (a ``.zarr`` folder, read lazily: :func:`.zarr_io.read_ome_zarr`), with its axes
+    and pixel size.
 
     A file holding several series (an OME-TIFF of several images, pages of different
     shapes) needs ``series`` (0-based); without it such a file is refused with a message
@@ -504,10 +529,16 @@ def read_image(path: str | os.PathLike, axes: str | None = None, memmap: bool = 
     import tifffile
 
     path = Path(path)
-    if not path.is_file():
-        raise NapariGanError(f"File '{path}' does not exist.")
     if series is not None and (isinstance(series, bool) or not isinstance(series, int) or series < 0):
         raise NapariGanError(f"--series must be a whole number from 0, not {series!r}.")
+    from .zarr_io import is_zarr_path, read_ome_zarr
+
+    if is_zarr_path(path):
+        return read_ome_zarr(path, axes=axes, level=level, series=series)
+    if level:
+        raise NapariGanError(f"--level applies to OME-Zarr inputs; '{path.name}' is a TIFF (use level 0).")
+    if not path.is_file():
+        raise NapariGanError(f"File '{path}' does not exist.")
     name = path.name
     try:
         with tifffile.TiffFile(path) as tif:
@@ -582,11 +613,23 @@ def write_image(path: str | os.PathLike, image: AxesImage | np.ndarray, axes: st
     RGB only as uint8 YXS with 3 samples, under 2 GB), otherwise OME-TIFF (any T/Z/C order,
     BigTIFF when large), or a plain tifffile TIFF for pixel types OME cannot describe (float16,
     int64). ``axes``/``pixel_size``/``unit`` override the image's own.
+    Lazy data (a :class:`.zarr_io.LazyArray`, a zarr array) is written tile by tile as a
+    tiled OME-TIFF, never loaded whole. A ``.zarr`` path writes OME-Zarr
+    (:func:`.zarr_io.write_ome_zarr`).
     """
     import tifffile
 
     from .io import atomic_write
+    from .zarr_io import LazyArray, is_lazy, is_zarr_path, write_ome_zarr
 
+    if is_zarr_path(path):
+        if not isinstance(image, AxesImage):
+            image = AxesImage(image, axes or guess_axes(np.shape(image)), pixel_size or {}, unit)
+        elif axes is not None or pixel_size is not None or unit is not None:
+            image = AxesImage(image.data, axes or image.axes,
+                              image.pixel_size if pixel_size is None else pixel_size,
+                              image.unit if unit is None else unit, image.name)
+        return write_ome_zarr(path, image)
     if isinstance(image, AxesImage):
         data = image.data
         axes = parse_axes(axes, image.ndim) if axes is not None else image.axes
@@ -597,11 +640,14 @@ def write_image(path: str | os.PathLike, image: AxesImage | np.ndarray, axes: st
         axes = parse_axes(axes, data.ndim) if axes is not None else guess_axes(data.shape)
     unit = normalize_unit(unit)
     px = _clean_pixel_size(pixel_size, axes)
+    lazy = not isinstance(data, np.ndarray)
+    if lazy and not is_lazy(data):
+        data = LazyArray(data)
     dtype = np.dtype(data.dtype)
     big = data.size * dtype.itemsize > BIGTIFF_BYTES
     samples = data.shape[-1] if axes.endswith("S") else 1
     rgb = axes.endswith("S") and samples in (3, 4)
-    imagej = (not big and dtype.newbyteorder("=") in IMAGEJ_DTYPES and _is_imagej_order(axes)
+    imagej = (not big and not lazy and dtype.newbyteorder("=") in IMAGEJ_DTYPES and _is_imagej_order(axes)
               and (not axes.endswith("S") or (dtype == np.uint8 and samples == 3)))
     if str(path).lower().endswith((".ome.tif", ".ome.tiff")):
         imagej = False
@@ -629,8 +675,29 @@ def write_image(path: str | os.PathLike, image: AxesImage | np.ndarray, axes: st
     else:
         kwargs.update(ome=False, bigtiff=big, metadata={"axes": axes}, **_resolution_kwargs(px, unit))
 
+    if lazy:   # tile by tile: host memory is one tile, whatever the image size
+        kwargs.update(tile=(TIFF_TILE, TIFF_TILE), shape=tuple(data.shape), dtype=dtype)
+        if not kwargs.get("bigtiff"):
+            kwargs["bigtiff"] = big or data.size * dtype.itemsize > BIGTIFF_BYTES // 2
+
     def _write(tmp: str) -> None:
-        tifffile.imwrite(tmp, data, **kwargs)
+        tifffile.imwrite(tmp, _tiles(data, axes, TIFF_TILE) if lazy else data, **kwargs)
 
     return atomic_write(path, _write)
+
+
+#: tile size of TIFFs written from lazy data (a multiple of 16, as TIFF requires)
+TIFF_TILE = 512
+
+
+def _tiles(data, axes: str, tile: int):
+    """The tiles of ``data`` in TIFF order: page by page (every index of the axes before Y),
+    rows of tiles top to bottom, each left to right (RGB samples stay inside the tiles)."""
+    samples = axes.endswith("S")
+    lead = data.shape[:-3] if samples else data.shape[:-2]
+    h, w = (data.shape[-3], data.shape[-2]) if samples else data.shape[-2:]
+    for idx in np.ndindex(*lead):
+        for y in range(0, h, tile):
+            for x in range(0, w, tile):
+                yield np.asarray(data[idx + (slice(y, y + tile), slice(x, x + tile))])
 
