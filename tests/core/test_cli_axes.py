@@ -70,8 +70,9 @@ def test_axes_option_overrides_the_files(tmp_path, capsys):
     data = hyperstack(1, 1, 2, 40, 40)[0, 0]            # (2, Y, X) without metadata
     tifffile.imwrite(tmp_path / "two.tif", data, photometric="minisblack")
     tifffile.imwrite(tmp_path / "clean.tif", data[0])
+    tifffile.imwrite(tmp_path / "target.tif", data[0])   # the same file as input and target is refused
     assert main(["train", "pix2pix", "--input", str(tmp_path / "clean.tif"), "--target",
-                 str(tmp_path / "clean.tif"), "--out", str(tmp_path / "run"), *TINY]) == 0
+                 str(tmp_path / "target.tif"), "--out", str(tmp_path / "run"), *TINY]) == 0
     assert main(["predict", "--model", str(tmp_path / "run"), "--input", str(tmp_path / "two.tif"),
                  "--output", str(tmp_path / "o.tif")]) == 0          # two Z planes
     assert read_image(tmp_path / "o.tif").shape == (2, 40, 40)

@@ -1,6 +1,7 @@
 """The ``napari-gan`` command line: a thin face over :mod:`napari_gan.core`.
 
-Sub-commands: ``train FAMILY`` (one per registered family), ``predict``, ``generate``, ``demo``.
+Sub-commands: ``train FAMILY`` (one per registered family), ``predict``, ``generate``, ``demo``,
+``export`` (a bioimage.io model package).
 Every user error is printed as one line starting with ``error:`` (exit status 2), never
 as a traceback.
 """
@@ -15,7 +16,7 @@ from .. import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     from ..core import families
-    from . import apply, demo, train
+    from . import apply, demo, export, project, train
 
     listed = "; ".join(f"{f.name}: {f.summary}" for f in families.all_families())
     parser = argparse.ArgumentParser(
@@ -27,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     apply.add_predict_parser(sub)
     apply.add_generate_parser(sub)
+    project.add_parsers(sub)   # project, synthesize
     demo.add_parser(sub)
+    export.add_parser(sub)
     return parser
 
 

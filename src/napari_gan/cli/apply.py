@@ -20,10 +20,28 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 LATENT_SUFFIXES = (".npy",)
 
 
-def _load(path: Path, mode: str, device: str, amp: bool = True):
+def _load(path: Path, mode: str, device: str, amp: bool = True, options: dict | None = None):
     from ..core.families import open_model
 
-    return open_model(path, mode, device, amp)[2]
+    return open_model(path, mode, device, amp, options)[2]
+
+
+def family_predict_settings() -> list:
+    """The predict options that image families add to the shared PredictSettings (e.g.
+    CycleGAN's --direction), each declared setting once by name: ``[(family, declared)]``."""
+    from ..core import families, settings
+    from ..core.inference import PredictSettings
+
+    seen = {d.name for d in settings.declared(PredictSettings)}
+    out = []
+    for family in families.all_families():
+        if family.apply_mode != "image":
+            continue
+        for d in settings.declared(family.apply_settings):
+            if d.name not in seen:
+                seen.add(d.name)
+                out.append((family, d))
+    return out
 
 
 def model_files(model: Path) -> list[tuple[Path, str]]:
@@ -43,11 +61,11 @@ def model_files(model: Path) -> list[tuple[Path, str]]:
 def _check_finite(values, source: str, model: Path) -> None:
     import numpy as np
 
+    from ..core.axes import count_non_finite
     from ..core.errors import NapariGanError
 
-    finite = np.isfinite(values)
-    if not finite.all():
-        bad = int(finite.size - np.count_nonzero(finite))
+    bad = count_non_finite(values if hasattr(values, "dtype") else np.asarray(values))
+    if bad:
         raise NapariGanError(
             f"The model '{model}' produced {bad:,} NaN or infinite value(s) for {source}; nothing was "
             "written for it. The model file is damaged or its training diverged; use another model "
@@ -62,13 +80,21 @@ def add_predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="apply a model to a TIFF or a folder of TIFFs",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, type=Path, help="model file or run folder")
-    p.add_argument("--input", required=True, type=Path, help="TIFF or folder of TIFFs")
+    p.add_argument("--input", required=True, type=Path,
+                   help="TIFF or OME-Zarr (.zarr folder), or a folder of them")
     p.add_argument("--output", required=True, type=Path,
-                   help="output TIFF (for a file) or folder; never one of the inputs")
+                   help="output TIFF or OME-Zarr (.ome.zarr: streamed chunk by chunk, with a pyramid) for one "
+                        "input, else a folder; never one of the inputs. Under torchrun --nproc_per_node N the "
+                        "processes share the files, or the planes and chunk rows of one image")
     add_device_arg(p)
     add_axes_arg(p)
     add_series_arg(p)
     settings.add_arguments(p, PredictSettings)
+    groups = {}
+    for family, d in family_predict_settings():   # e.g. --direction, for CycleGAN models
+        if family.name not in groups:
+            groups[family.name] = p.add_argument_group(f"{family.title} models")
+        settings.add_arguments(groups[family.name], family.apply_settings, only=(d.name,))
     p.set_defaults(func=predict)
 
 
@@ -77,12 +103,14 @@ def predict_outputs(inputs: Path, files: list[Path], output: Path) -> list[Path]
     file name, else the input's name inside the ``output`` folder."""
     from ..core.errors import NapariGanError
 
+    from ..core.zarr_io import is_zarr_path
+
     output = output.expanduser()
-    if inputs.is_dir():
+    if inputs.is_dir() and not is_zarr_path(inputs):   # a folder of images (an OME-Zarr is one image)
         if output.suffix and not output.is_dir():
             raise NapariGanError(f"--input is a folder, so --output must be a folder too, not '{output}'.")
         return [output / f.name for f in files]
-    if output.is_dir() or not output.suffix:
+    if (output.is_dir() and not is_zarr_path(output)) or not output.suffix:   # an existing .zarr is an output
         return [output / files[0].name]
     return [output]
 
@@ -96,16 +124,31 @@ def predict(args) -> int:
 
     # every option and output first: nothing is read before they are all fine
     how = settings.from_args(PredictSettings, args)
+    options = {d.name: settings.check_value(d, getattr(args, d.name)) for _, d in family_predict_settings()}
     check_early(args)
     model = resolve_model_path(args.model.expanduser())
     files = expand_paths(args.input.expanduser())
     outputs = predict_outputs(args.input.expanduser(), files, args.output)
     protected = [(f, "the input image") for f in files] + model_files(args.model)
-    for out in outputs:
-        check_output(out, protected)
+    from ..core.zarr_io import check_zarr_output, is_zarr_path
 
-    predictor = _load(model, "image", args.device, how.amp)
+    for out in outputs:
+        if is_zarr_path(out):   # an OME-Zarr folder
+            check_zarr_output(out, protected)
+        else:
+            check_output(out, protected)
+
+    predictor = _load(model, "image", args.device, how.amp, options)
     print(f"predicting {len(files)} file(s) on {predictor.device_name}", flush=True)
+    from ..core.inference import needs_streaming, predict_files
+
+    if needs_streaming(files, outputs, predictor, how):   # OME-Zarr, huge images, torchrun
+        predict_files(predictor, files, outputs, how, axes=args.axes, series=args.series,
+                      check=lambda values, source: _check_finite(values, source, model),
+                      log=lambda text: print(text, flush=True),
+                      progress=lambda name, i, n: print(f"  {name}: {100 * i // n:3d}%", end="\r",
+                                                        file=sys.stderr, flush=True))
+        return 0
     for f, out in zip(files, outputs):
         image = read_image(f, axes=args.axes, series=args.series)
         result = predictor.predict_image(image, how.tile, how.overlap,
@@ -147,8 +190,9 @@ def generate(args) -> int:
     from ..core.io import check_output
 
     what = settings.from_args(GenerateSettings, args)
-    if args.interpolate is not None and min(args.interpolate) < 0:
-        raise NapariGanError(f"--interpolate seeds must be 0 or more, not {args.interpolate}.")
+    if args.interpolate is not None and not all(0 <= s <= 2**31 - 1 for s in args.interpolate):
+        raise NapariGanError(f"--interpolate seeds must be from 0 to {2**31 - 1}, not "
+                             f"{' '.join(map(str, args.interpolate))}.")
     model = resolve_model_path(args.model.expanduser())
     protected = model_files(args.model)
     if args.latents is not None:
@@ -160,19 +204,20 @@ def generate(args) -> int:
     z = _read_latents(args.latents.expanduser()) if args.latents is not None else None
     gen = _load(model, "noise", args.device)
     if z is None and args.interpolate is not None:
+        gen.check_sequence_class(what.class_name)   # a sequence shows one class
         z = gen.interpolation_latents(*args.interpolate, what.frames)
     elif z is None:
         z = gen.latents(what.n, what.seed)
-    images = gen.generate_from_latents(z, what.truncation)
+    images = gen.generate_from_latents(z, what.truncation, what.class_name)
     _check_finite(images, f"'{args.output}'", model)
+    if args.save_latents is not None:   # the small file first: a full disk stops before the stack
+        _write_latents(args.save_latents, z)
+        print(f"latent vectors {z.shape} -> {args.save_latents}", flush=True)
     stack = "T" if args.interpolate is not None else "Z"    # a sequence in time, or a stack of samples
     axes = stack + ("YX" if images.ndim == 3 else "CYX")
     write_image(args.output, AxesImage(images, axes))
     print(f"{len(images)} image(s) {images.shape[1:]} float32 -> {args.output} ({axes}, {gen.device_name})",
           flush=True)
-    if args.save_latents is not None:
-        _write_latents(args.save_latents, z)
-        print(f"latent vectors {z.shape} -> {args.save_latents}", flush=True)
     return 0
 
 
@@ -202,12 +247,18 @@ def _read_latents(path: Path):
 
 
 def _write_latents(path: Path, z) -> None:
+    import io
+
     import numpy as np
 
     from ..core.io import atomic_write
 
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object, so np.save does not append ".npy"
-            np.save(f, z)
+        # np.save straight into a file can lose a failed write (its C-level buffer is flushed
+        # without a check), so the bytes are made in memory and written by Python, which raises
+        buffer = io.BytesIO()
+        np.save(buffer, z)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getvalue())
 
     atomic_write(path, write)

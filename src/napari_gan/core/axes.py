@@ -513,6 +513,29 @@ def describe_series(tif, limit: int = 8) -> str:
     return "; ".join(lines)
 
 
+#: TIFFs that cannot be memory-mapped (compressed, tiled) and are larger than this are read
+#: lazily through tifffile's Zarr store (tile by tile, strip by strip), not loaded whole
+LAZY_TIFF_BYTES = 1 << 28
+#: memory-mappable TIFFs larger than this are mapped per read (:class:`.zarr_io.MappedFile`),
+#: so the pages read do not stay in the process's resident memory
+MAPPED_TIFF_BYTES = 1 << 26
+
+
+def _lazy_tiff(path: Path, series: int, shape: tuple[int, ...]):
+    """A :class:`.zarr_io.LazyArray` over series ``series`` of a TIFF (tifffile's Zarr store),
+    or None when zarr cannot read it."""
+    try:
+        import tifffile
+        import zarr
+
+        from .zarr_io import LazyArray
+
+        array = zarr.open_array(tifffile.imread(path, aszarr=True, series=series), mode="r")
+        return LazyArray(array) if tuple(array.shape) == tuple(shape) else None
+    except Exception:   # noqa: BLE001 - no zarr, a layout the store does not handle: read it whole
+        return None
+
+
 def read_image(path: str | os.PathLike, axes: str | None = None, memmap: bool = True,
                series: int | None = None, level: int = 0) -> AxesImage:
     """Read one series of a TIFF / ImageJ / OME-TIFF file, or one level of an OME-Zarr
@@ -565,10 +588,18 @@ def read_image(path: str | os.PathLike, axes: str | None = None, memmap: bool = 
             if memmap:
                 try:
                     data = tifffile.memmap(path, series=index, mode="r")
-                    if tuple(data.shape) != shape:
+                    if data.nbytes > min(MAPPED_TIFF_BYTES, LAZY_TIFF_BYTES) and isinstance(data, np.memmap) \
+                            and data.flags.c_contiguous and getattr(data, "filename", None):
+                        # huge: mapped per read, so the pages read do not pile up in memory
+                        from .zarr_io import LazyArray, MappedFile
+
+                        data = LazyArray(MappedFile(data.filename, data.offset, shape, data.dtype))
+                    elif tuple(data.shape) != shape:
                         data = data.reshape(shape)
                 except Exception:  # compressed, tiled or scattered data cannot be memory-mapped
                     data = None
+            if data is None and math.prod(shape) * chosen_series.dtype.itemsize > LAZY_TIFF_BYTES:
+                data = _lazy_tiff(path, index, shape)    # compressed/tiled and large: read tile by tile
             if data is None:
                 data = chosen_series.asarray()
                 if tuple(data.shape) != shape:

@@ -137,7 +137,8 @@ class Header:
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:
-    """A model file, or a run folder (its best model, else its last one)."""
+    """A model file, or a run folder (its best model, else its last one), or a bioimage.io
+    package napari-gan exported (``.zip``: the model file it holds, extracted)."""
     path = Path(path)
     if path.is_dir():
         for name in (MODEL_FILENAME, LAST_FILENAME):
@@ -146,6 +147,10 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
         raise NapariGanError(f"Folder '{path}' holds no napari-gan model ({MODEL_FILENAME}).")
     if not path.is_file():
         raise NapariGanError(f"Model file '{path}' does not exist.")
+    if path.suffix.lower() == ".zip":
+        from .export import model_file_from_package
+
+        return model_file_from_package(path)
     return path
 
 

@@ -94,8 +94,14 @@ def check_finite(plane: np.ndarray, name: str) -> None:
     """Reject NaN or infinite pixels (checked in chunks so memory-mapped data stays on disk)."""
     if plane.dtype.kind != "f":
         return
-    flat = plane.reshape(-1)
     step = 1 << 24
+    if not isinstance(plane, np.ndarray):   # a lazy plane (OME-Zarr): read in bands of rows
+        rows = max(1, step // max(1, plane.shape[-1] * (plane.shape[0] if plane.ndim > 2 else 1)))
+        for r in range(0, plane.shape[-2], rows):
+            if not np.isfinite(np.asarray(plane[..., r:r + rows, :])).all():
+                raise NapariGanError(f"{name} contains NaN or infinite values; fix or crop them first.")
+        return
+    flat = plane.reshape(-1)
     for start in range(0, flat.size, step):
         if not np.isfinite(flat[start:start + step]).all():
             raise NapariGanError(f"{name} contains NaN or infinite values; fix or crop them first.")

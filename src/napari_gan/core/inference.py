@@ -1,4 +1,4 @@
-"""Applying a trained Pix2Pix model to images of any size.
+"""Applying a trained image-to-image model (Pix2Pix, CycleGAN) to images of any size.
 
 Prediction is tiled (:mod:`.tiling`): tiles overlap and are blended with smooth weights, so
 there are no seams; tiles are batched; GPU memory is bounded by the tile size, host memory
@@ -86,7 +86,8 @@ class PredictSettings:
 
 
 class Predictor:
-    """A loaded Pix2Pix generator with its normalisation, ready to predict.
+    """A loaded image-to-image generator (Pix2Pix's, or one direction of a CycleGAN) with the
+    normalisations of its input and output, ready to predict.
 
     ``amp``: bf16 autocast where it pays off (:func:`.device.autocast`); ``False`` predicts
     in float32 throughout.
@@ -355,6 +356,8 @@ def predict_file(predictor: Predictor, src: Path, dst: Path, how: PredictSetting
     to_zarr = is_zarr_path(dst)
     nbytes = 4 * len(planes) * c_out * h * s * w * s
     say = log if log is not None and rank == 0 else (lambda text: None)
+    if rank != 0:
+        progress = None     # rank 0 reports for all
 
     if not to_zarr and world == 1 and nbytes <= STREAM_TIFF_BYTES:   # small TIFF output: in memory
         result = predictor.predict_image(image, how.tile, how.overlap, progress=progress)

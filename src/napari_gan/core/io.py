@@ -31,25 +31,46 @@ def list_tiffs(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted TIFF files and OME-Zarr folders (``*.zarr``, ``*.ome.zarr``) directly inside ``folder``."""
+    from .zarr_io import is_zarr_path
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir()
+                   if (p.suffix.lower() in TIFF_SUFFIXES and p.is_file()) or (is_zarr_path(p) and p.is_dir()))
+    if not files:
+        raise NapariGanError(f"No TIFF files (.tif/.tiff) or OME-Zarr folders (.zarr) found in folder '{folder}'.")
+    return files
+
+
 def expand_paths(path: str | os.PathLike) -> list[Path]:
-    """A TIFF file, or every TIFF in a folder."""
+    """A TIFF file or an OME-Zarr folder (``.zarr``), or every one of them in a folder."""
+    from .zarr_io import is_zarr_path
+
     path = Path(path)
     if not path.exists():
         raise NapariGanError(f"'{path}' does not exist.")
+    if is_zarr_path(path):
+        if not path.is_dir():
+            raise NapariGanError(f"'{path}' is not an OME-Zarr folder.")
+        return [path]
     if path.is_dir():
-        return list_tiffs(path)
+        return list_images(path)
     if path.suffix.lower() not in TIFF_SUFFIXES:
-        raise NapariGanError(f"'{path}' is not a TIFF file (expected .tif or .tiff).")
+        raise NapariGanError(f"'{path}' is not a TIFF file (expected .tif or .tiff) or an OME-Zarr folder (.zarr).")
     return [path]
 
 
 def match_pairs(inputs: str | os.PathLike, targets: str | os.PathLike) -> list[tuple[Path, Path]]:
     """Pair input and target files: two files, or two folders matched by file name."""
+    from .zarr_io import is_zarr_path
+
     input_files, target_files = expand_paths(inputs), expand_paths(targets)
-    if Path(inputs).is_file() and Path(targets).is_file():
+    one = lambda p: Path(p).is_file() or is_zarr_path(p)     # an OME-Zarr folder is one image
+    if one(inputs) and one(targets):
         _refuse_same_file(input_files[0], target_files[0])
         return [(input_files[0], target_files[0])]
-    if Path(inputs).is_dir() != Path(targets).is_dir():
+    if one(inputs) != one(targets):
         raise NapariGanError("Give --input and --target both as files or both as folders.")
     by_name = {p.name: p for p in target_files}
     pairs = [(p, by_name[p.name]) for p in input_files if p.name in by_name]
@@ -121,13 +142,10 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 
 _WRITE_REASONS = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.EFBIG: "the file would be larger than the file-size limit (ulimit -f) allows",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.EROFS: "the file system is read-only",
-    errno.EIO: "an input/output error (a failing disk or network share)",
+    errno.ENOSPC: "the disk is full; free some space or choose another folder",
+    errno.EDQUOT: "free some of your quota or choose another folder",
+    errno.EFBIG: "the file would exceed the file-size limit of this session (ulimit -f)",
+    errno.EIO: "a failing disk or network share",
 }
 
 
@@ -144,7 +162,7 @@ def write_failure(exc: BaseException) -> str | None:
     if code is not None:
         reason = os.strerror(code)
         extra = _WRITE_REASONS.get(code)
-        return f"{reason} ({extra})" if extra and extra.lower() != reason.lower() else reason
+        return f"{reason}: {extra}" if extra and extra.lower() != reason.lower() else reason
     if isinstance(exc, OSError):
         if re.search(r"requested and \d+ written", text):   # numpy/tifffile short writes
             return ("only part of the data could be written (the disk is full, or a quota or "
@@ -167,14 +185,16 @@ def atomic_write(path: str | os.PathLike, write_fn) -> Path:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         os.close(fd)
+        os.chmod(tmp, _file_mode(path))   # mkstemp's 0600 would hide the file from the group
         write_fn(tmp)
+        _fsync(tmp)                        # on disk before it replaces the previous file
         os.replace(tmp, path)
         tmp = None
     except Exception as exc:
         reason = write_failure(exc)
         if reason is None:
             raise
-        kept = " (the previous file is unchanged)" if path.exists() else ""
+        kept = "; the previous file there is unchanged" if path.exists() else ""
         raise NapariGanError(f"Could not write '{path}': {reason}{kept}.") from exc
     finally:
         if tmp is not None:
@@ -183,6 +203,37 @@ def atomic_write(path: str | os.PathLike, write_fn) -> Path:
             except OSError:
                 pass
     return path
+
+
+def _fsync(path: str) -> None:
+    """Flush a written file to the disk (network file systems report a full disk only here)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):   # file systems without fsync
+            raise
+    finally:
+        os.close(fd)
+
+
+def _file_mode(path: Path) -> int:
+    """The permissions a written file gets: those of the file it replaces, else the usual
+    ones for a new file (0666 less the process's umask)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        pass
+    umask = 0o022
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    umask = int(line.split()[1], 8)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o666 & ~umask
 
 
 def is_own_file(path: str | os.PathLike) -> bool:

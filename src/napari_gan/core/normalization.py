@@ -35,6 +35,17 @@ def block_means(channel: np.ndarray, block: int = BLOCK, max_blocks: int = _MAX_
     if h == 0 or w == 0:
         return np.asarray(channel, np.float64).ravel()
     step = row_step or max(1, int(np.ceil(h * w / max_blocks)))
+    if not isinstance(channel, np.ndarray):
+        # lazy data (OME-Zarr): read bands of many rows (each chunk is decoded once or
+        # twice, not once per row of blocks), keeping the chosen rows of blocks
+        per_band = max(step, (1 << 24) // max(1, w * block * block) // step * step)
+        rows = []
+        for first in range(0, h, per_band):
+            n = min(per_band, h - first)
+            band = np.asarray(channel[first * block:(first + n) * block, : w * block])
+            picked = band.reshape(n, block, w * block)[::step].astype(np.float64)
+            rows.append(picked.reshape(-1, block, w, block).mean(axis=(1, 3)).ravel())
+        return np.concatenate(rows)
     rows = [np.asarray(channel[r * block:(r + 1) * block, : w * block], np.float64)
             .reshape(block, w, block).mean(axis=(0, 2)) for r in range(0, h, step)]
     return np.concatenate(rows)

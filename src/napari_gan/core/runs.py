@@ -94,7 +94,7 @@ class RunLock:
             return
         self.held = False
         with _held_guard:
-            _held.discard(str(self.path.absolute()))
+            _held.discard(self._key())
         owner = _read_owner(self.path)
         if owner is not None and owner.get("token") == self._token:
             try:
@@ -134,8 +134,12 @@ class RunLock:
         os.close(fd)
         self._token, self.held = token, True
         with _held_guard:
-            _held.add(str(self.path.absolute()))
+            _held.add(self._key())
         return True
+
+    def _key(self) -> str:
+        """The lock file's real path (one folder reached through links is one folder)."""
+        return os.path.join(os.path.realpath(self.folder), LOCK_FILENAME)
 
     def _is_stale(self, owner: dict) -> bool:
         if owner.get("unreadable"):
@@ -145,7 +149,7 @@ class RunLock:
             return False         # another machine's process: cannot tell, so it is alive
         if pid == os.getpid():   # this process: held only if one of its runs took it
             with _held_guard:
-                return str(self.path.absolute()) not in _held
+                return self._key() not in _held
         return not _process_alive(pid, owner.get("started"))
 
     def _remove_stale(self, owner: dict) -> bool:
@@ -212,6 +216,8 @@ def _process_alive(pid: int, started: str | None = None) -> bool:
     written: otherwise the id was reused by an unrelated process)."""
     if pid <= 0:
         return False
+    if os.name == "nt":          # os.kill would end the process there
+        return _windows_process_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -229,6 +235,22 @@ def _process_alive(pid: int, started: str | None = None) -> bool:
         if start > locked + 2.0:   # the process is younger than the lock: a reused id
             return False
     return True
+
+
+def _windows_process_alive(pid: int) -> bool:
+    try:
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)   # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return code.value == 259                              # STILL_ACTIVE
+    except Exception:
+        return True
 
 
 def _process_start_time(pid: int) -> float | None:

@@ -141,8 +141,13 @@ class _Accumulator:
     """
 
     def __init__(self, out: np.ndarray, band_rows: int, band_on: torch.device | None,
-                 weights: list[torch.Tensor], output_norm: Normalizer | None):
+                 weights: list[torch.Tensor], output_norm: Normalizer | None,
+                 rows: tuple[int, int] | None = None, start: int = 0):
         self.out, self.weights, self.output_norm = out, weights, output_norm
+        # only output rows [rows[0], rows[1]) are written (a share of the image: summed in a band)
+        self.rows = rows if rows is not None else (0, out.shape[1])
+        if rows is not None and band_on is None:
+            band_on = torch.device("cpu")
         self.acc = None
         if band_on is None:
             try:
@@ -155,8 +160,8 @@ class _Accumulator:
         else:
             self.acc = torch.zeros((out.shape[0], band_rows) + tuple(out.shape[2:]), device=band_on)
             self.band = True
-        self.top = 0    # output row held in acc[:, 0]
-        self.done = 0   # output rows before this one are finished in out
+        self.top = start    # output row held in acc[:, 0]
+        self.done = start   # output rows before this one are finished in out
         rest = math.prod(out.shape[2:])
         self.finish_rows = max(1, _FINISH_PIXELS // max(1, rest))
 
@@ -175,12 +180,15 @@ class _Accumulator:
         return them to output units and (for a band) copy them to ``out``."""
         for r0 in range(self.done, until, self.finish_rows):
             r1 = min(until, r0 + self.finish_rows)
-            rows = self.acc[:, r0 - self.top:r1 - self.top]
-            res = rows / _outer([self.weights[0][r0:r1]] + self.weights[1:])
+            w0, w1 = max(r0, self.rows[0]), min(r1, self.rows[1])   # the rows to write
+            if w1 <= w0:
+                continue
+            rows = self.acc[:, w0 - self.top:w1 - self.top]
+            res = rows / _outer([self.weights[0][w0:w1]] + self.weights[1:])
             if self.output_norm is not None:
                 res = self.output_norm.denormalize_tensor(res, channel_dim=0)
             if self.band:
-                self.out[:, r0:r1] = res.cpu().numpy()
+                self.out[:, w0:w1] = res.cpu().numpy()
             else:
                 rows.copy_(res)
         self.done = max(self.done, until)
@@ -199,7 +207,9 @@ def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]
                   accumulate_on: torch.device | str | None = "auto",
                   input_norm: Normalizer | None = None, output_norm: Normalizer | None = None,
                   cancel: Callable[[], bool] | None = None,
-                  on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+                  on_tile: Callable[[int, int], None] | None = None,
+                  rows: tuple[int, int] | None = None,
+                  check_input: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
     """Apply ``fn`` to ``source`` tile by tile and blend the results into ``out``.
 
     ``source``: ``(C, *spatial)`` raw pixels, any number of spatial axes (possibly a
@@ -210,6 +220,12 @@ def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]
     rows there; ``"auto"`` is ``None`` for a CPU ``device``, else ``device``.
     ``on_tile(done, total)`` after each batch; ``cancel()`` before each, raising
     :class:`InterruptedError` when it returns true.
+    ``rows``: compute only output rows ``[rows[0], rows[1])`` along the first spatial axis
+    (the tiles touching them, on the same grid as the whole image, so the pixels equal the
+    whole image's); the other rows of ``out`` are not written. ``out`` may then be any
+    object taking ``out[:, r0:r1] = rows`` in increasing order (e.g. a writer into a Zarr
+    store): the sums are kept in a band of rows. ``check_input(raw)`` sees every batch of
+    raw tiles before it is computed (e.g. refusing NaN).
     """
     device = torch.device(device)
     if isinstance(accumulate_on, str) and accumulate_on == "auto":
@@ -233,14 +249,21 @@ def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]
             for lo, hi, w in per_axis.values():
                 summed[lo:hi] += w
             weights.append(summed)
-        acc = _Accumulator(out, grid.tile[0] * scale, accumulate_on, weights, output_norm)
         boxes = grid.boxes()
+        start = 0
+        if rows is not None:
+            rows = (max(0, int(rows[0])), min(spatial[0] * scale, int(rows[1])))
+            boxes = [b for b in boxes if ramps[0][b[0]][0] < rows[1] and ramps[0][b[0]][1] > rows[0]]
+            start = ramps[0][boxes[0][0]][0] if boxes else rows[0]
+        acc = _Accumulator(out, grid.tile[0] * scale, accumulate_on, weights, output_norm, rows, start)
         total = len(boxes)
         for first in range(0, total, batch):
             if cancel is not None and cancel():
                 raise InterruptedError("prediction cancelled")
             chunk = boxes[first:first + batch]
             raw = np.stack([read_padded(source, box, grid.tile) for box in chunk])
+            if check_input is not None:
+                check_input(raw)
             x = torch.from_numpy(raw.astype(np.float32, copy=False)).to(device)
             if input_norm is not None:
                 x = input_norm.normalize_tensor(x, channel_dim=1)
@@ -259,5 +282,5 @@ def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]
                         _outer([p[2] for p in parts]))
             if on_tile is not None:
                 on_tile(min(first + batch, total), total)
-        acc.finish(spatial[0] * scale)
+        acc.finish(rows[1] if rows is not None else spatial[0] * scale)
     return out

@@ -119,6 +119,12 @@ class Family:
         ``normalization`` is the stored one when resuming."""
         raise NotImplementedError
 
+    def read_input(self, inp: DataInput, path, read) -> "Images | None":
+        """The images of an unpaired input read by the family itself, or None for the usual
+        reading (:func:`images_from_files`); ``read(file)`` gives a file's (C, H, W) planes.
+        StyleGAN2 reads one sub-folder per class this way."""
+        return None
+
     # ------------------------------------------------------------------ applying
     def load_applier(self, header, device: str = "auto", amp: bool = True):
         """A ready predictor (apply_mode "image") or generator (apply_mode "noise")."""
@@ -195,16 +201,17 @@ class Images:
 
 
 def images_from_files(family: Family, paths: dict, channels: int = 1, axes: str | None = None,
-                      series: int | None = None) -> dict[str, Images]:
-    """Read every given input of ``family`` from TIFF files or folders (memory-mapped where
-    possible), channels taken from each file's axes (``axes`` overrides the files' metadata;
-    ``series`` picks the image of files that hold several).
+                      series: int | None = None, level: int = 0) -> dict[str, Images]:
+    """Read every given input of ``family`` from TIFF files, OME-Zarr folders (``.zarr``) or
+    folders of them (TIFFs memory-mapped where possible; OME-Zarr lazily, level ``level``:
+    planes are views read patch by patch), channels taken from each file's axes (``axes``
+    overrides the files' metadata; ``series`` picks the image of files that hold several).
     Inputs paired with another are matched to it by file name, plane by plane."""
     from .. import axes as axes_mod
     from ..io import expand_paths, match_pairs
 
     def planes_of(path):
-        image = axes_mod.read_image(path, axes=axes, series=series)
+        image = axes_mod.read_image(path, axes=axes, series=series, level=level)
         image.name = f"'{path.name}'"
         stack, _ = axes_mod.to_planes(image, channels)
         return [stack[i] for i in range(len(stack))]
@@ -218,6 +225,10 @@ def images_from_files(family: Family, paths: dict, channels: int = 1, axes: str 
             continue
         partners = [p for p in family.inputs if p.paired_with == inp.name and paths.get(p.name) is not None]
         if not partners:
+            own = family.read_input(inp, paths[inp.name], planes_of)
+            if own is not None:
+                out[inp.name] = own
+                continue
             files = expand_paths(paths[inp.name])
             images = out.setdefault(inp.name, Images())
             for f in files:

@@ -183,7 +183,8 @@ class Domain:
 
     @classmethod
     def build(cls, planes: list[np.ndarray], names: list[str] | None, patch: int, label: str,
-              norm: Normalizer | None = None, per_image: bool = True) -> "Domain":
+              norm: Normalizer | None = None, per_image: bool = True,
+              size_hint: str = "the {p}x{p} training patches; choose a smaller --patch or larger images") -> "Domain":
         """Check the planes (not empty, one channel count, each at least a patch, finite) and fit
         the normaliser unless given (resuming)."""
         planes = list(planes or [])
@@ -199,9 +200,8 @@ class Domain:
                                      "same channels.")
             h, w = plane.shape[-2:]
             if min(h, w) < patch:
-                raise NapariGanError(
-                    f"{name} (domain {label}) is only {h}x{w} pixels, smaller than the {patch}x{patch} "
-                    "training patches; choose a smaller --patch or larger images.")
+                raise NapariGanError(f"{name} (domain {label}) is only {h}x{w} pixels, smaller than "
+                                     f"{size_hint.format(p=patch)}.")
             check_finite(plane, f"{name} (domain {label})")
         if norm is None:
             norm = Normalizer.fit(planes, name=f"the domain {label} images", per_image=per_image)
@@ -560,8 +560,13 @@ class CycleGANTrainer(Trainer):
         self.pool_rng.bit_generator.state = state["pool_rng"]
 
     def reseed(self, entropy: list[int]) -> None:
-        super().reseed(entropy)
-        self.pool_rng.bit_generator.state = np.random.default_rng(list(entropy) + [2]).bit_generator.state
+        """New streams after a NaN rollback: the same in every process (they draw one global
+        batch and keep identical pools), so the rank in ``entropy`` is left out; the
+        rollback count (the same everywhere: losses are averaged before the check) makes
+        each replay differ."""
+        shared = [self.seed, self.step, 1_000 + self.rollbacks_total]
+        super().reseed(shared)
+        self.pool_rng.bit_generator.state = np.random.default_rng(shared + [2]).bit_generator.state
 
 
 # --------------------------------------------------------------------------- family
@@ -624,8 +629,9 @@ class CycleGANFamily(Family):
             if len(va.planes) != len(vb.planes):
                 raise NapariGanError(f"{len(va.planes)} validation A image(s) but {len(vb.planes)} B; they pair one "
                                      "to one.")
-            val = (Domain.build(va.planes, va.names, 8, "A (validation)", a.norm),
-                   Domain.build(vb.planes, vb.names, 8, "B (validation)", b.norm))
+            hint = "{p}x{p}, the least a validation image needs"
+            val = (Domain.build(va.planes, va.names, 16, "A (validation)", a.norm, size_hint=hint),
+                   Domain.build(vb.planes, vb.names, 16, "B (validation)", b.norm, size_hint=hint))
         return CycleGANTrainer(cfg, a, b, out_dir, budget, device, seed, val_pairs=val, **run)
 
     def load_applier(self, header, device="auto", amp=True, direction: str = "a2b"):

@@ -3,6 +3,12 @@
 ``adv_weight=0`` trains the plain supervised uNet (the baseline). The adversarial term
 is switched on after ``adv_warmup`` of the budget: the generator first learns the
 content with L1 alone, then the discriminator sharpens it.
+
+Task ``labels`` learns realistic images from label images (masks): each label image is
+encoded once, when the data set is built and again before it is tiled for prediction
+(:class:`LabelPredictor`), into one-hot classes, instance boundaries and a distance channel
+(:func:`..labels.encode_labels`); encoded inputs are not normalised (their stored input
+normaliser is the identity).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from .. import checkpoint, distributed, settings
 from ..data import Normalizer, PairedPatchSampler, PairedSet, validation_crops
 from ..device import autocast, configure_backends, prefers_channels_last
 from ..errors import NapariGanError
+from ..inference import Predictor
 from ..losses import GAN_MODES, discriminator_loss, generator_loss, gradient_penalty
 from ..metrics import psnr, ssim
 from ..models.patchgan import PatchGANDiscriminator
@@ -27,20 +34,29 @@ from ..settings import setting
 from . import DataInput, Family, Plot, register, stored_config
 from ..training.base import Budget, Trainer
 
-TASKS = ("denoise", "sr")
+TASKS = ("denoise", "sr", "labels")
 
 
 NORMALIZE_CHOICES = (("auto", "auto"), ("whole data set", "dataset"), ("each image", "image"))
 #: network fields stored as the model file's architecture (the rest goes in its training record)
 ARCHITECTURE = ("task", "scale", "in_channels", "out_channels", "depth", "width", "norm", "residual")
+#: how a labels model encodes its label images (architecture of task "labels" models only)
+LABEL_FIELDS = ("label_classes", "label_distance")
 
 
 @dataclass
 class Pix2PixConfig:
     """Everything that defines a Pix2Pix model and its training (saved in the model file)."""
 
-    task: str = setting("denoise", "what the model learns: denoise (output the size of the input) or "
-                        "sr (super-resolution, --scale times larger)", choices=TASKS)
+    task: str = setting("denoise", "what the model learns: denoise (output the size of the input), "
+                        "sr (super-resolution, --scale times larger) or labels (realistic images from "
+                        "label images: --input holds the masks)", choices=TASKS)
+    label_classes: int = setting(0, "task labels: 0 = every nonzero id of the label images is one object "
+                                 "(instance labels, one class); K = the ids are class ids 1..K (semantic "
+                                 "labels)", min=0, max=255, advanced=True, label="Label classes")
+    label_distance: bool = setting(True, "task labels: give the generator each object's distance to its "
+                                   "boundary besides the class map and the instance boundaries",
+                                   flag="--no-label-distance", advanced=True, label="Label distance channel")
     scale: int = setting(1, "output pixels per input pixel along Y and X: 1 for denoise, 2 or 4 for sr",
                          choices=(1, 2, 4))
     channels: int = setting(1, "channels per image (the channel axis is read from the file's axes)",
@@ -95,6 +111,9 @@ class Pix2PixConfig:
         if self.task == "denoise" and self.scale != 1:
             raise NapariGanError("Denoising keeps the image size; a scale of 2 or 4 needs the task sr "
                                  "(--task sr).")
+        if self.task == "labels" and self.scale != 1:
+            raise NapariGanError("Images from label images (task labels) have the size of the label images; "
+                                 "the scale must be 1.")
         if self.task == "sr" and self.scale not in (2, 4):
             raise NapariGanError("Super-resolution (task sr) needs a scale of 2 or 4 (--scale).")
         if self.patch < 2**self.depth:
@@ -176,6 +195,11 @@ class Pix2PixTrainer(Trainer):
 
     def describe(self) -> str:
         cfg = self.cfg
+        if cfg.task == "labels":
+            from ..labels import channel_names
+
+            return (f"images from labels on {len(self.data.inputs)} image(s), label images encoded as "
+                    f"{', '.join(channel_names(cfg.label_classes, cfg.label_distance))}")
         what = cfg.task + (f" x{cfg.scale}" if cfg.scale > 1 else "")
         norm = "per image" if self.data.input_norm.per_image else "over the data set"
         return f"{what} on {len(self.data.inputs)} image(s), inputs normalised {norm}"
@@ -284,13 +308,63 @@ class Pix2PixTrainer(Trainer):
         self.opt_d.load_state_dict(state["opt_d"])
 
 
+def encode_label_planes(masks: list, images: list, names: list[str], cfg: Pix2PixConfig) -> list[np.ndarray]:
+    """The label images of a data set (``(1, H, W)`` planes), checked against their images and
+    encoded (:func:`..labels.encode_labels`): ``(C_enc, H, W)`` float32 planes."""
+    from ..labels import check_mask_size, encode_labels
+
+    if len(masks) != len(images):
+        raise NapariGanError(f"{len(masks)} label image(s) but {len(images)} image(s); they must match one to one.")
+    out = []
+    for i, (mask, image) in enumerate(zip(masks, images)):
+        name = names[i] if i < len(names) else f"label image {i + 1}"
+        if mask.shape[0] != 1:
+            raise NapariGanError(f"{name} has {mask.shape[0]} channels; a label image has one.")
+        check_mask_size(mask, image, name)
+        out.append(encode_labels(np.asarray(mask[0]), cfg.label_classes, cfg.label_distance, name))
+    return out
+
+
+class LabelPredictor(Predictor):
+    """A Pix2Pix model of task "labels": its inputs are label images, one channel of integer
+    ids; each plane is encoded whole (:func:`..labels.encode_labels`, no normalisation) before
+    it is tiled, so tiles see the encoding of the whole plane. ``in_channels`` is 1 (the
+    label image); ``encoded_channels`` what the generator receives."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label_classes = int(self.config.get("label_classes", 0))
+        self.label_distance = bool(self.config.get("label_distance", True))
+        self.encoded_channels, self.in_channels = self.in_channels, 1
+        self._name = "the label image"
+
+    def encode(self, plane, name: str | None = None) -> np.ndarray:
+        """One label plane ``(1, H, W)`` or ``(H, W)`` -> the generator's input."""
+        from ..labels import encode_labels
+
+        return encode_labels(np.asarray(plane), self.label_classes, self.label_distance, name or self._name)
+
+    def predict_plane(self, plane, *args, **kwargs) -> np.ndarray:
+        return super().predict_plane(self.encode(plane), *args, **kwargs)
+
+    def predict(self, image, *args, name: str = "image", **kwargs) -> np.ndarray:
+        self._name = name
+        return super().predict(image, *args, name=name, **kwargs)
+
+    def predict_image(self, image, *args, **kwargs):
+        self._name = image.name or "the label image"
+        return super().predict_image(image, *args, **kwargs)
+
+
 class Pix2PixFamily(Family):
     name = "pix2pix"
     title = "Pix2Pix"
-    summary = "restore or translate images, learnt from pairs (denoising, 2x/4x super-resolution)"
+    summary = ("restore or translate images, learnt from pairs (denoising, 2x/4x super-resolution, images "
+               "from label masks)")
     config_class = Pix2PixConfig
     inputs = (
-        DataInput("input", "degraded images: a TIFF file or a folder of TIFFs", label="Input"),
+        DataInput("input", "degraded images (task labels: label images, integer masks): a TIFF file or a "
+                  "folder of TIFFs", label="Input"),
         DataInput("target", "clean or high-resolution images matching the input (folders: pairs "
                   "matched by file name)", label="Target", paired_with="input"),
         DataInput("val_input", "validation input (default: the bottom rows of every training image are "
@@ -302,19 +376,38 @@ class Pix2PixFamily(Family):
     plot = Plot(losses=("l1", "d", "g_adv"), metrics=("val_psnr", "val_ssim", "train_psnr", "train_ssim"))
     architecture_fields = ARCHITECTURE
 
+    def split_config(self, cfg) -> tuple[dict, dict]:
+        """Label encoding fields are architecture for task "labels" only (the files of other
+        tasks keep their header)."""
+        arch, training = super().split_config(cfg)
+        if cfg.task == "labels":
+            arch.update({k: getattr(cfg, k) for k in LABEL_FIELDS})
+        for k in LABEL_FIELDS:
+            training.pop(k, None)
+        return arch, training
+
     def make_trainer(self, cfg, images, out_dir, budget, device, seed, normalization, **run):
         norms = (None, None)
         if normalization:
             norms = (Normalizer.from_dict(normalization["input"]), Normalizer.from_dict(normalization["target"]))
         inp, tgt = images["input"], images["target"]
-        data = PairedSet.build(inp.planes, tgt.planes, cfg.scale, inp.names, *norms,
-                               normalization=cfg.normalize)
-        val = None
         vin, vtg = images.get("val_input"), images.get("val_target")
         if (vin is None) != (vtg is None):
             raise NapariGanError("Give both a validation input and a validation target, or neither.")
+        in_planes = inp.planes
+        val_planes = vin.planes if vin is not None else None
+        if cfg.task == "labels":   # encoded once here; no normalisation of the encoded inputs
+            from ..labels import encoded_channels, identity_normalizer
+
+            in_planes = encode_label_planes(inp.planes, tgt.planes, inp.names, cfg)
+            if vin is not None:
+                val_planes = encode_label_planes(vin.planes, vtg.planes, vin.names, cfg)
+            norms = (identity_normalizer(encoded_channels(cfg.label_classes, cfg.label_distance)), norms[1])
+        data = PairedSet.build(in_planes, tgt.planes, cfg.scale, inp.names, *norms,
+                               normalization=cfg.normalize)
+        val = None
         if vin is not None:
-            val = PairedSet.build(vin.planes, vtg.planes, cfg.scale, vin.names, data.input_norm,
+            val = PairedSet.build(val_planes, vtg.planes, cfg.scale, vin.names, data.input_norm,
                                   data.target_norm)
         return Pix2PixTrainer(cfg, data, out_dir, budget, device, seed, val_data=val, **run)
 
@@ -330,11 +423,23 @@ class Pix2PixFamily(Family):
             raise NapariGanError(f"'{header.path}': {exc}") from exc
         weights = checkpoint.load_networks(header, ["generator"])["generator"]
         generator = checkpoint.build_checked(lambda: build_generator(cfg), weights, header.path)
+        if cfg.task == "labels":
+            from ..labels import encoded_channels
+
+            if cfg.in_channels != encoded_channels(cfg.label_classes, cfg.label_distance):
+                raise NapariGanError(f"'{header.path}': its label encoding ({cfg.label_classes} classes) does not "
+                                     f"fit its generator's {cfg.in_channels} input channels; the file is damaged.")
+            return LabelPredictor(generator, cfg.to_dict(), input_norm, target_norm, resolve_device(device),
+                                  header.path, amp=amp)
         return Predictor(generator, cfg.to_dict(), input_norm, target_norm, resolve_device(device),
                          header.path, amp=amp)
 
     def describe(self, header) -> str:
         cfg = stored_config(header)
+        if cfg.get("task") == "labels":
+            k = cfg.get("label_classes", 0)
+            kind = "instance labels" if not k else f"labels of {k} classes"
+            return f"Pix2Pix images from label images ({kind}), {cfg.get('out_channels', 1)} channel(s)"
         what = "denoising" if cfg.get("task") == "denoise" else f"super-resolution x{cfg.get('scale')}"
         return f"Pix2Pix {what}, {cfg.get('in_channels', 1)} channel(s)"
 

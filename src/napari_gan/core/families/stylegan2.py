@@ -1,4 +1,9 @@
-"""StyleGAN2: unconditional generation of images like the user's own, from Gaussian noise.
+"""StyleGAN2: generation of images like the user's own, from Gaussian noise; optionally
+class-conditional (``--classes``: one sub-folder of images per class, or ``--labels`` a CSV
+of file name, class), as in stylegan2-ada: the one-hot class enters the mapping network
+and the discriminator's projection (:mod:`..models.stylegan2`); the class names are stored
+in the model file (architecture ``c_dim``, ``class_names``, only for conditional models, so
+unconditional files keep their header and state_dict keys).
 
 Pieces, in the order they are used:
 
@@ -44,7 +49,7 @@ from ..losses import discriminator_loss, generator_loss, path_length_penalty, r1
 from ..metrics import patch_swd
 from ..models.stylegan2 import Discriminator, Generator
 from ..settings import setting
-from . import DataInput, Family, Plot, register
+from . import DataInput, Family, Images, Plot, register
 from ..training.base import Budget, Trainer
 
 MIN_CROPS = 8
@@ -75,10 +80,11 @@ class ImageSet:
     planes: list[np.ndarray]
     norm: Normalizer
     names: list[str] = field(default_factory=list)
+    classes: list[int] | None = None        # class-conditional: the class index of each plane
 
     @classmethod
     def build(cls, planes: list[np.ndarray], resolution: int, names: list[str] | None = None,
-              norm: Normalizer | None = None) -> "ImageSet":
+              norm: Normalizer | None = None, classes: list[int] | None = None) -> "ImageSet":
         names = names or [f"image {i + 1}" for i in range(len(planes))]
         if not planes:
             raise NapariGanError("No training images were given.")
@@ -98,7 +104,9 @@ class ImageSet:
                 f"{resolution}x{resolution} crop(s), and StyleGAN2 needs at least {MIN_CROPS} "
                 "(tens to hundreds work well). Add images or choose a lower --resolution.")
         norm = norm or Normalizer.fit(planes, name="the training images")
-        return cls(list(planes), norm, names)
+        if classes is not None and len(classes) != len(planes):
+            raise NapariGanError(f"{len(classes)} class label(s) for {len(planes)} image(s).")
+        return cls(list(planes), norm, names, None if classes is None else [int(k) for k in classes])
 
     @property
     def channels(self) -> int:
@@ -138,16 +146,32 @@ class CropSampler:
         self.weights = areas / areas.sum()
 
     def sample(self, n: int) -> np.ndarray:
-        s, crops = self.size, []
+        return self._sample(n)[0]
+
+    def sample_labelled(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` crops and the class index of each (a class-conditional data set)."""
+        crops, picked = self._sample(n)
+        return crops, np.asarray([self.data.classes[i] for i in picked], np.int64)
+
+    def class_weights(self, c_dim: int) -> np.ndarray:
+        """How often each class is drawn (by area, as the crops are)."""
+        w = np.zeros(c_dim, np.float64)
+        np.add.at(w, np.asarray(self.data.classes, np.int64), self.weights)
+        return w / w.sum()
+
+    def _sample(self, n: int) -> tuple[np.ndarray, list[int]]:
+        s, crops, picked = self.size, [], []
         for _ in range(n):
-            plane = self.data.planes[int(self.rng.choice(len(self.data.planes), p=self.weights))]
+            i = int(self.rng.choice(len(self.data.planes), p=self.weights))
+            plane = self.data.planes[i]
+            picked.append(i)
             r = int(self.rng.integers(0, plane.shape[-2] - s + 1))
             c = int(self.rng.integers(0, plane.shape[-1] - s + 1))
             crop = self.data.to_model(plane[:, r:r + s, c:c + s])
             if self.mirror:
                 crop = dihedral(crop, int(self.rng.integers(0, 8)))
             crops.append(np.ascontiguousarray(crop))
-        return np.stack(crops)
+        return np.stack(crops), picked
 
 
 # -------------------------------------------------------------------------- config
@@ -182,7 +206,10 @@ def auto_hyperparameters(resolution: int, batch: int | None = None, size: str = 
 SIZE_CHOICES = ("auto", *SIZES)
 #: network fields stored as the model file's architecture (the rest goes in its training record)
 ARCHITECTURE = ("resolution", "channels", "size", "z_dim", "w_dim", "mapping_layers", "channel_base",
-                "channel_max", "mbstd_group")
+                "channel_max", "mbstd_group", "c_dim", "class_names")
+#: architecture fields of class-conditional models only (unconditional files keep their header)
+CLASS_FIELDS = ("c_dim", "class_names")
+MAX_CLASSES = 1000
 
 
 @dataclass
@@ -195,6 +222,11 @@ class StyleGAN2Config:
     resolution: int = setting(64, "size of the generated images (random crops of this size are learnt)",
                               choices=tuple(2**k for k in range(3, 11)))
     channels: int = setting(1, "channels per image", min=1, max=16, widget=False)
+    classes: bool = setting(False, "class-conditional: --images holds one sub-folder of images per class "
+                            "(the sub-folder names are the class names); generate images of a chosen class",
+                            widget=False, label="Class-conditional")
+    labels: str | None = setting(None, "class-conditional, classes from a CSV file of 'file name,class name' "
+                                 "lines (implies --classes)", auto="none", widget=False, label="Class labels (CSV)")
     size: str = setting("auto", "network width; auto: small on a CPU, full on a GPU", choices=SIZE_CHOICES,
                         label="Network size")
     batch: int | None = setting(None, "images per step, over all processes under torchrun", min=1, max=1024,
@@ -208,6 +240,8 @@ class StyleGAN2Config:
     channel_max: int | None = setting(None, "... capped at channel_max", min=1, max=4096,
                                       auto="from the size", advanced=True)
     mbstd_group: int | None = None
+    c_dim: int = 0                          # number of classes (0: unconditional), set from the data
+    class_names: list | None = None         # their names, in the order of the one-hot labels
     lr: float | None = setting(None, "Adam learning rate", min=0, min_exclusive=True, max=1,
                                auto="0.0025", advanced=True, label="Learning rate")
     gamma: float | None = setting(None, "R1 regularisation weight", min=0, max=1e6,
@@ -273,16 +307,113 @@ class StyleGAN2Config:
             raise NapariGanError("aug_p and style_mixing must be in [0, 1], ada_target in (0, 1).")
         if self.eval_images < 2 or self.preview_grid < 1 or self.ada_kimg <= 0:
             raise NapariGanError("eval_images must be at least 2, preview_grid and ada_kimg positive.")
+        if self.labels is not None:
+            self.classes = True
+        if isinstance(self.class_names, tuple):
+            self.class_names = list(self.class_names)
+        if not isinstance(self.c_dim, int) or isinstance(self.c_dim, bool) or not 0 <= self.c_dim <= MAX_CLASSES:
+            raise NapariGanError(f"The number of classes (c_dim) must be a whole number from 0 to {MAX_CLASSES}, "
+                                 f"not {self.c_dim!r}.")
+        if self.c_dim == 1:
+            raise NapariGanError("A class-conditional model needs at least 2 classes.")
+        if self.c_dim == 0 and self.class_names is not None:
+            raise NapariGanError("Class names are given for an unconditional model (c_dim 0).")
+        if self.c_dim:
+            names = self.class_names
+            if (not isinstance(names, list) or len(names) != self.c_dim
+                    or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
+                raise NapariGanError(f"A model of {self.c_dim} classes needs {self.c_dim} different class names, "
+                                     f"not {names!r}.")
 
 
 
 def build_generator(cfg: StyleGAN2Config) -> Generator:
     return Generator(cfg.z_dim, cfg.w_dim, cfg.resolution, cfg.channels, cfg.mapping_layers,
-                     cfg.channel_base, cfg.channel_max)
+                     cfg.channel_base, cfg.channel_max, c_dim=cfg.c_dim)
 
 
 def build_discriminator(cfg: StyleGAN2Config) -> Discriminator:
-    return Discriminator(cfg.resolution, cfg.channels, cfg.channel_base, cfg.channel_max, cfg.mbstd_group)
+    return Discriminator(cfg.resolution, cfg.channels, cfg.channel_base, cfg.channel_max, cfg.mbstd_group,
+                         c_dim=cfg.c_dim, cmap_layers=cfg.mapping_layers)
+
+
+# -------------------------------------------------------------------------- classes
+def one_hot(classes, c_dim: int, device=None) -> torch.Tensor | None:
+    """(N,) class indices -> (N, c_dim) float32 one-hot labels; None for unconditional models."""
+    if not c_dim:
+        return None
+    index = torch.as_tensor(np.asarray(classes), dtype=torch.long)
+    return torch.nn.functional.one_hot(index, c_dim).float().to(device)
+
+
+def read_class_csv(path) -> dict[str, str]:
+    """``file name -> class name`` from a CSV file of ``file,class`` lines (a header line whose
+    second column is "class" or "label", empty lines and lines starting with # are skipped)."""
+    import csv
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise NapariGanError(f"The class labels file '{path}' does not exist.")
+    mapping: dict[str, str] = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise NapariGanError(f"Cannot read the class labels file '{path}': {exc}.") from exc
+    for number, row in enumerate(rows, start=1):
+        row = [cell.strip() for cell in row]
+        if not row or not any(row) or row[0].startswith("#"):
+            continue
+        if len(row) < 2 or not row[0] or not row[1]:
+            raise NapariGanError(f"'{path}' line {number}: expected 'file name,class name', not {','.join(row)!r}.")
+        if number == 1 and row[1].lower() in ("class", "label", "class_name", "classes", "labels"):
+            continue
+        name = Path(row[0]).name
+        if mapping.get(name, row[1]) != row[1]:
+            raise NapariGanError(f"'{path}' gives '{name}' two classes: '{mapping[name]}' and '{row[1]}'.")
+        mapping[name] = row[1]
+    if not mapping:
+        raise NapariGanError(f"The class labels file '{path}' holds no 'file name,class name' lines.")
+    return mapping
+
+
+def plane_classes(images, cfg: StyleGAN2Config) -> tuple[list[str], list[int]] | None:
+    """``(class names, class index of each plane)`` of the training images, or None for an
+    unconditional model. The classes come from ``cfg.labels`` (a CSV mapping file names to
+    classes) or from the images' own class names (one sub-folder per class, see
+    :meth:`StyleGAN2Family.read_input`, or given by the caller as ``images.classes``).
+    Resuming, the classes must be those the model was trained on."""
+    if not cfg.classes:
+        return None
+    files = getattr(images, "files", None)
+    if cfg.labels is not None:
+        if not files:
+            raise NapariGanError("Class labels from a CSV file (--labels) need the training images as files.")
+        mapping = read_class_csv(cfg.labels)
+        unlisted = sorted({f.name for f in files if f.name not in mapping})
+        if unlisted:
+            shown = ", ".join(f"'{n}'" for n in unlisted[:3]) + (" ..." if len(unlisted) > 3 else "")
+            raise NapariGanError(f"{len(unlisted)} training image(s) have no class in '{cfg.labels}': {shown}.")
+        per_plane = [mapping[f.name] for f in files]
+    else:
+        per_plane = getattr(images, "classes", None)
+        if not per_plane:
+            raise NapariGanError("Class-conditional training (--classes) needs the images of each class in "
+                                 "their own sub-folder of --images (the sub-folder names are the class names), "
+                                 "or a CSV file mapping file names to classes (--labels).")
+    names = sorted(set(per_plane))
+    if cfg.class_names is not None:   # resuming: the classes of the model
+        if sorted(cfg.class_names) != names:
+            raise NapariGanError(f"This run was trained on the classes {', '.join(cfg.class_names)}, but the "
+                                 f"images now have the classes {', '.join(names)}.")
+        names = list(cfg.class_names)
+    if len(names) < 2:
+        raise NapariGanError(f"Class-conditional training needs at least 2 classes; the images have only "
+                             f"'{names[0]}'.")
+    if len(names) > MAX_CLASSES:
+        raise NapariGanError(f"{len(names)} classes; at most {MAX_CLASSES} are supported.")
+    index = {n: i for i, n in enumerate(names)}
+    return names, [index[n] for n in per_plane]
 
 
 # --------------------------------------------------------------------- augmentation
@@ -418,6 +549,15 @@ class StyleGAN2Trainer(Trainer):
         self.amp = cfg.amp
         ImageSet.build(data.planes, cfg.resolution, data.names, data.norm)  # size checks
         self.sampler = CropSampler(data, cfg.resolution, self.rng, cfg.mirror)
+        # class-conditional: real crops come with their class, fakes get classes drawn as often
+        # as the real crops' (the one-hot labels of this step: _real_c, _fake_c)
+        self.c_dim = cfg.c_dim
+        self._real_c = self._fake_c = None
+        if self.c_dim:
+            if data.classes is None or max(data.classes) >= self.c_dim or min(data.classes) < 0:
+                raise NapariGanError(f"A model of {self.c_dim} classes needs a class index (0..{self.c_dim - 1}) "
+                                     "for every training image.")
+            self.class_probs = torch.from_numpy(self.sampler.class_weights(self.c_dim)).float()
         configure_backends(device)
         self.G = build_generator(cfg).to(device)
         self.D = build_discriminator(cfg).to(device)
@@ -446,11 +586,20 @@ class StyleGAN2Trainer(Trainer):
         gen = torch.Generator().manual_seed(seed + 1_000_003)
         self.eval_z = torch.randn(self.cfg.eval_images, self.cfg.z_dim, generator=gen)
         eval_rng = np.random.default_rng([seed, 7])
-        self.eval_real = CropSampler(self.data, self.cfg.resolution, eval_rng, mirror=False).sample(self.cfg.eval_images)
+        sampler = CropSampler(self.data, self.cfg.resolution, eval_rng, mirror=False)
+        self.eval_c = None
+        if self.c_dim:   # the generated images get the classes of the real crops they are compared with
+            self.eval_real, classes = sampler.sample_labelled(self.cfg.eval_images)
+            self.eval_c = one_hot(classes, self.c_dim)
+        else:
+            self.eval_real = sampler.sample(self.cfg.eval_images)
 
     def describe(self) -> str:
         c = self.cfg
-        return f"{c.resolution}x{c.resolution} ({c.size}, batch {c.batch}) on {len(self.data.planes)} image(s)"
+        shown = ", ".join(c.class_names[:8]) + (", ..." if c.c_dim > 8 else "") if c.c_dim else ""
+        what = f" of {c.c_dim} classes ({shown})" if c.c_dim else ""
+        return (f"{c.resolution}x{c.resolution} ({c.size}, batch {c.batch}) on {len(self.data.planes)} "
+                f"image(s){what}")
 
     @property
     def images_seen(self) -> int:
@@ -458,34 +607,47 @@ class StyleGAN2Trainer(Trainer):
 
     # -------------------------------------------------------------------- steps
     def _real_batch(self) -> torch.Tensor:
-        x = torch.from_numpy(self.sampler.sample(self.batch))
+        if self.c_dim:
+            crops, classes = self.sampler.sample_labelled(self.batch)
+            self._real_c = one_hot(classes, self.c_dim, self.device)
+        else:
+            crops = self.sampler.sample(self.batch)
+        x = torch.from_numpy(crops)
         x = x.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else x.to(self.device)
         return x.contiguous(memory_format=self.memory_format)
 
-    def _styles(self, n: int, update_w_avg: bool = False) -> torch.Tensor:
-        """Styles for ``n`` random latents, with style mixing: with probability
+    def _random_classes(self, n: int) -> torch.Tensor | None:
+        """One-hot labels of ``n`` classes drawn as often as the real crops' (None: unconditional)."""
+        if not self.c_dim:
+            return None
+        return one_hot(torch.multinomial(self.class_probs, n, replacement=True), self.c_dim, self.device)
+
+    def _styles(self, n: int, update_w_avg: bool = False, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Styles for ``n`` random latents (of classes ``c``), with style mixing: with probability
         ``style_mixing`` the layers from a random cutoff on take a second latent's style."""
         z = torch.randn(n, self.cfg.z_dim, device=self.device)
-        ws = self.G.mapping(z, update_w_avg=update_w_avg)
+        ws = self.G.mapping(z, update_w_avg=update_w_avg, c=c)
         if self.cfg.style_mixing > 0 and float(torch.rand(())) < self.cfg.style_mixing:
             cutoff = int(torch.randint(1, ws.shape[1], ()))
-            ws = torch.cat([ws[:, :cutoff], self.G.mapping(torch.randn_like(z))[:, cutoff:]], dim=1)
+            ws = torch.cat([ws[:, :cutoff], self.G.mapping(torch.randn_like(z), c=c)[:, cutoff:]], dim=1)
         return ws
 
     def _fakes(self) -> torch.Tensor:
         """This step's generated batch, with the generator's graph kept for its update."""
         self.G.requires_grad_(True)
+        self._fake_c = self._random_classes(self.batch)
         with autocast(self.device, self.amp):
-            return self.synthesis_main(self._styles(self.batch, update_w_avg=True))
+            return self.synthesis_main(self._styles(self.batch, update_w_avg=True, c=self._fake_c))
 
     def _generator_step(self, fake: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         self.D.requires_grad_(False)
         with autocast(self.device, self.amp):
-            loss = generator_loss("vanilla", self.D_main(self.ada(fake)))
+            loss = generator_loss("vanilla", self.D_main(self.ada(fake), self._fake_c))
         total = loss
         if cfg.pl_weight > 0 and self.step % cfg.pl_interval == 0:
-            ws = self._styles(max(1, self.batch // cfg.pl_batch_shrink))
+            n = max(1, self.batch // cfg.pl_batch_shrink)
+            ws = self._styles(n, c=self._random_classes(n))
             penalty, self.pl_mean = path_length_penalty(self.G.synthesis(ws), ws, self.pl_mean, cfg.pl_decay)
             distributed.average_tensors([self.pl_mean], self.device)
             total = total + penalty * cfg.pl_weight * cfg.pl_interval
@@ -502,14 +664,14 @@ class StyleGAN2Trainer(Trainer):
         cfg = self.cfg
         self.D.requires_grad_(True)
         with autocast(self.device, self.amp):
-            fake_logits = self.D_main(self.ada(fake.detach().float()))
+            fake_logits = self.D_main(self.ada(fake.detach().float()), self._fake_c)
         regularise = cfg.gamma > 0 and self.step % cfg.r1_interval == 0
         if regularise:  # one float32 pass on the reals serves both the loss and R1
             real = real.detach().requires_grad_(True)
-            real_logits = self.D(self.ada(real))
+            real_logits = self.D(self.ada(real), self._real_c)
         else:
             with autocast(self.device, self.amp):
-                real_logits = self.D_main(self.ada(real))
+                real_logits = self.D_main(self.ada(real), self._real_c)
         loss = discriminator_loss("vanilla", real_logits, fake_logits)
         total = loss
         if regularise:
@@ -554,9 +716,10 @@ class StyleGAN2Trainer(Trainer):
     def generate_eval(self) -> np.ndarray:
         """Images of the EMA generator from the fixed latents, model space, (N, C, H, W)."""
         out = []
-        for z in self.eval_z.split(16):
+        for i, z in enumerate(self.eval_z.split(16)):
+            c = None if self.eval_c is None else self.eval_c[16 * i:16 * i + len(z)].to(self.device)
             with autocast(self.device, self.amp):
-                out.append(self.G_ema(z.to(self.device), noise_mode="const").float().cpu())
+                out.append(self.G_ema(z.to(self.device), noise_mode="const", c=c).float().cpu())
         return torch.cat(out).numpy()
 
     def validate(self) -> tuple[dict[str, float], np.ndarray | None]:
@@ -627,9 +790,64 @@ class StyleGAN2Family(Family):
             values["size"] = "small" if device.type == "cpu" else "full"
         return super().make_config(values, device)
 
+    def split_config(self, cfg) -> tuple[dict, dict]:
+        """The class fields are architecture of class-conditional models only (unconditional
+        files keep their header)."""
+        arch, training = super().split_config(cfg)
+        if not cfg.c_dim:
+            for k in CLASS_FIELDS:
+                arch.pop(k, None)
+        return arch, training
+
+    def read_input(self, inp, path, read):
+        """The training images, read here to know where each plane comes from: its file (for
+        --labels) and, for a folder whose images are in sub-folders (one per class, nothing at
+        the top), the sub-folder's name as its class."""
+        from ..io import expand_paths, list_images
+        from ..zarr_io import is_zarr_path
+
+        path = Path(path).expanduser()
+        layout: list[tuple[Path, str | None]]
+        subs = []
+        if path.is_dir() and not is_zarr_path(path):
+            try:
+                list_images(path)
+            except NapariGanError:   # no images at the top: one sub-folder per class?
+                subs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")
+                              and not is_zarr_path(d))
+        if subs:
+            layout = []
+            for sub in subs:
+                try:
+                    layout += [(f, sub.name) for f in list_images(sub)]
+                except NapariGanError:
+                    continue   # a sub-folder without images is no class
+            if not layout:
+                raise NapariGanError(f"No TIFF files (.tif/.tiff) or OME-Zarr folders (.zarr) found in folder "
+                                     f"'{path}' or in its sub-folders.")
+        else:
+            layout = [(f, None) for f in expand_paths(path)]
+        images = ClassedImages()
+        for f, cls in layout:
+            planes = read(f)
+            where = f"'{cls}/{f.name}'" if cls else f"'{f.name}'"
+            images.planes += planes
+            images.names += [where if len(planes) == 1 else f"{where} plane {i + 1}" for i in range(len(planes))]
+            images.files += [f] * len(planes)
+            if cls is not None:
+                images.classes += [cls] * len(planes)
+        return images
+
     def make_trainer(self, cfg, images, out_dir, budget, device, seed, normalization, **run):
         norm = Normalizer.from_dict(normalization["images"]) if normalization else None
-        data = ImageSet.build(images["images"].planes, cfg.resolution, images["images"].names, norm)
+        found = plane_classes(images["images"], cfg)
+        classes = None
+        if found is not None:
+            cfg.class_names, classes = found
+            cfg.c_dim = len(cfg.class_names)
+        elif cfg.c_dim:
+            raise NapariGanError("This run is class-conditional; its images need their classes.")
+        data = ImageSet.build(images["images"].planes, cfg.resolution, images["images"].names, norm, classes)
         return StyleGAN2Trainer(cfg, data, out_dir, budget, device, seed, **run)
 
     def load_applier(self, header, device="auto", amp=True):
@@ -650,7 +868,20 @@ class StyleGAN2Family(Family):
 
     def describe(self, header) -> str:
         res = header.architecture.get("resolution")
-        return "StyleGAN2 generator" + (f", {res}x{res} pixels" if res else "")
+        names = header.architecture.get("class_names")
+        classes = f", classes {', '.join(map(str, names))}" if isinstance(names, list) and names else ""
+        return "StyleGAN2 generator" + (f", {res}x{res} pixels" if res else "") + classes
+
+
+class ClassedImages(Images):
+    """Training images with the file of each plane and, when read from one sub-folder per
+    class, its class name (``classes``; empty otherwise). A caller with classes from
+    elsewhere (a widget) may give any :class:`Images` a ``classes`` list of the same kind."""
+
+    def __init__(self, planes=None, names=None, files=None, classes=None):
+        super().__init__(list(planes or []), list(names or []))
+        self.files: list[Path] = list(files or [])
+        self.classes: list[str] = list(classes or [])
 
 
 register(StyleGAN2Family())

@@ -9,6 +9,13 @@ from N(0, 1) and scaled at run time), so Adam treats all layers alike.
 Resampling uses the [1, 3, 3, 1] filter of the reference: bilinear x2 interpolation
 (the same filter) in the generator, a fixed depthwise blur with stride 2 in the
 discriminator. Both support double backward, which R1 and path-length regularisation need.
+
+Class-conditional networks (``c_dim`` > 0, one-hot class labels ``c`` of shape (N, c_dim)),
+as in stylegan2-ada-pytorch: the mapping network embeds ``c`` with a linear layer and
+concatenates it, normalised, with the normalised z; the discriminator's last layer gives
+``cmap_dim`` features that are projected on an embedding of ``c`` (:class:`ClassEmbedding`,
+"cmap"). With ``c_dim`` = 0 (unconditional) the networks, their state_dict keys and their
+outputs are exactly those of the unconditional design.
 """
 
 from __future__ import annotations
@@ -98,22 +105,58 @@ class EqualConv2d(nn.Module):
         return lrelu(x) if self.activate else x
 
 
+def check_classes(c: torch.Tensor | None, c_dim: int, n: int, what: str) -> None:
+    """A clear error for missing or mis-shaped class labels (``c`` must be (n, c_dim))."""
+    if c_dim == 0:
+        if c is not None:
+            raise ValueError(f"this {what} is unconditional; it takes no class labels")
+        return
+    if c is None:
+        raise ValueError(f"this class-conditional {what} needs class labels c of shape (N, {c_dim})")
+    if tuple(c.shape) != (n, c_dim):
+        raise ValueError(f"class labels must have shape ({n}, {c_dim}), not {tuple(c.shape)}")
+
+
+class ClassEmbedding(nn.Module):
+    """One-hot class labels (N, c_dim) -> (N, dim): a linear embedding, normalised, then
+    ``layers`` fully connected layers (the discriminator's "cmap" of stylegan2-ada)."""
+
+    def __init__(self, c_dim: int, dim: int, layers: int = 2, lr_mul: float = 0.01):
+        super().__init__()
+        self.embed = EqualLinear(c_dim, dim)
+        self.layers = nn.ModuleList(EqualLinear(dim, dim, lr_mul=lr_mul, activate=True) for _ in range(layers))
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        x = normalize_2nd_moment(self.embed(c.float()))
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
 class MappingNetwork(nn.Module):
-    """z -> w through a few fully connected layers; tracks the average w for truncation."""
+    """z (and, for a class-conditional network, a one-hot class c) -> w through a few fully
+    connected layers; tracks the average w for truncation."""
 
     def __init__(self, z_dim: int, w_dim: int, num_ws: int, layers: int = 2,
-                 lr_mul: float = 0.01, w_avg_beta: float = 0.995):
+                 lr_mul: float = 0.01, w_avg_beta: float = 0.995, c_dim: int = 0):
         super().__init__()
         self.z_dim, self.w_dim, self.num_ws, self.w_avg_beta = z_dim, w_dim, num_ws, w_avg_beta
-        dims = [z_dim] + [w_dim] * layers
+        self.c_dim = c_dim
+        if c_dim:   # only then: unconditional networks keep their state_dict keys
+            self.embed = EqualLinear(c_dim, w_dim)
+        dims = [z_dim + (w_dim if c_dim else 0)] + [w_dim] * layers
         self.layers = nn.ModuleList(
             EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activate=True) for i in range(layers))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0,
-                update_w_avg: bool = False) -> torch.Tensor:
-        """(N, z_dim) -> (N, num_ws, w_dim). ``truncation`` < 1 pulls w towards the average."""
+                update_w_avg: bool = False, c: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, z_dim) [and (N, c_dim)] -> (N, num_ws, w_dim). ``truncation`` < 1 pulls w towards
+        the average."""
+        check_classes(c, self.c_dim, z.shape[0], "mapping network")
         x = normalize_2nd_moment(z.float())
+        if self.c_dim:
+            x = torch.cat([x, normalize_2nd_moment(self.embed(c.float()))], dim=1)
         for layer in self.layers:
             x = layer(x)
         x = x.float()
@@ -239,19 +282,22 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(nn.Module):
-    """StyleGAN2 generator: ``G(z)`` -> images of shape (N, img_channels, res, res)."""
+    """StyleGAN2 generator: ``G(z)`` (or ``G(z, c=onehot)`` with ``c_dim`` classes) -> images
+    of shape (N, img_channels, res, res)."""
 
     def __init__(self, z_dim: int, w_dim: int, resolution: int, img_channels: int = 1,
-                 mapping_layers: int = 2, channel_base: int = 16384, channel_max: int = 512):
+                 mapping_layers: int = 2, channel_base: int = 16384, channel_max: int = 512,
+                 c_dim: int = 0):
         super().__init__()
         self.z_dim, self.w_dim, self.resolution, self.img_channels = z_dim, w_dim, resolution, img_channels
+        self.c_dim = c_dim
         self.synthesis = SynthesisNetwork(w_dim, resolution, img_channels, channel_base, channel_max)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers)
+        self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, c_dim=c_dim)
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0, noise_mode: str = "random",
-                update_w_avg: bool = False) -> torch.Tensor:
-        return self.synthesis(self.mapping(z, truncation, update_w_avg), noise_mode)
+                update_w_avg: bool = False, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.synthesis(self.mapping(z, truncation, update_w_avg, c=c), noise_mode)
 
 
 # -------------------------------------------------------------------- discriminator
@@ -290,11 +336,17 @@ class MinibatchStd(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Residual StyleGAN2 discriminator: images -> one logit each."""
+    """Residual StyleGAN2 discriminator: images -> one logit each.
+
+    Class-conditional (``c_dim`` > 0): ``D(img, c)``; the last layer gives ``cmap_dim``
+    features (default: the channels at 4x4) whose projection on the class embedding
+    ``cmap(c)``, divided by sqrt(cmap_dim), is the logit (stylegan2-ada's epilogue)."""
 
     def __init__(self, resolution: int, img_channels: int = 1, channel_base: int = 16384,
-                 channel_max: int = 512, mbstd_group: int = 4, mbstd_channels: int = 1):
+                 channel_max: int = 512, mbstd_group: int = 4, mbstd_channels: int = 1,
+                 c_dim: int = 0, cmap_dim: int | None = None, cmap_layers: int = 2):
         super().__init__()
+        self.c_dim = c_dim
         ch = lambda res: channels_at(res, channel_base, channel_max)  # noqa: E731
         self.from_image = EqualConv2d(img_channels, ch(resolution), 1, activate=True)
         levels = [2 ** i for i in range(int(math.log2(resolution)), 2, -1)]
@@ -303,12 +355,19 @@ class Discriminator(nn.Module):
         self.mbstd = MinibatchStd(mbstd_group, mbstd_channels)
         self.conv = EqualConv2d(c4 + mbstd_channels, c4, 3, activate=True)
         self.fc = EqualLinear(c4 * 16, c4, activate=True)
-        self.out = EqualLinear(c4, 1)
+        self.cmap_dim = (cmap_dim or c4) if c_dim else 0
+        self.out = EqualLinear(c4, self.cmap_dim if c_dim else 1)
+        if c_dim:   # only then: unconditional networks keep their state_dict keys
+            self.cmap = ClassEmbedding(c_dim, self.cmap_dim, cmap_layers)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        check_classes(c, self.c_dim, img.shape[0], "discriminator")
         # one-channel images and 1x1 weights look both NCHW and NHWC, and the convolution then
         # answers NCHW: follow the layout of the other weights, or every block converts back
         x = self.from_image(img).contiguous(memory_format=memory_format_of(self.conv.weight))
         x = self.blocks(x)
         x = self.conv(self.mbstd(x))
-        return self.out(self.fc(x.flatten(1))).float()
+        x = self.out(self.fc(x.flatten(1))).float()
+        if self.c_dim:
+            x = (x * self.cmap(c).float()).sum(dim=1, keepdim=True) * (1.0 / math.sqrt(self.cmap_dim))
+        return x
