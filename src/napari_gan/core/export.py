@@ -420,6 +420,10 @@ def export_bioimageio(model_path: str | os.PathLike, output_zip: str | os.PathLi
         raise NapariGanError(f"'{header.path}' is a Pix2Pix model of the task '{task}'; napari-gan exports "
                              "denoising and super-resolution models to bioimage.io (a label image's encoding "
                              "is computed by napari-gan, outside the network).")
+    if int(families.stored_config(header).get("c_dim") or 0) > 0:
+        raise NapariGanError(f"'{header.path}' is a class-conditional {family.title} model; its package would "
+                             "need a class input besides z, which napari-gan does not export yet. Export an "
+                             "unconditional model, or share the napari-gan model file.")
     if family.name != "pix2pix" and test_input is not None:
         raise NapariGanError(f"A {family.title} model generates images from noise; it takes no test input image.")
     output = _check_paths(output, model_arg, header.path, test_input, cover)
