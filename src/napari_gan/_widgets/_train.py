@@ -554,6 +554,7 @@ def _train_job(request: TrainRequest, control: RunControl):
     family = request.family
     trainer = runs.start(family, request.values, request.out, request.resume, device, read_images)
     if not control.attach(trainer):
+        trainer.release_folder()        # stopped while preparing: the folder is free again
         return CANCELLED
     yield Prepared(f"{family.title}: {trainer.describe()}, {describe_device(device)}, from step {trainer.step}",
                    trainer.preview_origin, family.output_scale(trainer.cfg), " ".join(trainer.notes))
