@@ -255,3 +255,25 @@ def test_cyclegan_shows_its_direction_and_predicts_with_it(qtbot, viewer, gen_wi
     header = checkpoint.read_header(cyclegan_model)
     expected = family.load_applier(header, "cpu", amp=False, direction="b2a").predict(image)
     np.testing.assert_allclose(out.data, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_saving_never_replaces_the_model_the_input_file_or_a_foreign_file(qtbot, viewer, gen_widget,
+                                                                          pix2pix_models, tmp_path, notes):
+    """The command line's output rules, as notifications: the user's files stay byte-identical."""
+    source = tmp_path / "raw.tif"
+    tifffile.imwrite(source, smooth_image((40, 40)))
+    foreign = tmp_path / "notes.tif"
+    foreign.write_bytes(b"someone else's file")
+    model = pix2pix_models["denoise"]
+    layer = viewer.open(str(source))[0]
+    before = {p: p.read_bytes() for p in (source, foreign, model)}
+    gen_widget.model_path.value = model
+    gen_widget.input_layer.value = layer
+    gen_widget.save.value = True
+    for target, message in ((source, "would replace the file of the layer"),
+                            (foreign, "was not written by napari-gan")):
+        gen_widget.save_path.value = target
+        gen_widget.run_button.native.click()
+        wait_idle(qtbot, gen_widget)
+        assert any(message in m for m in notes.errors()), notes.errors()
+    assert {p: p.read_bytes() for p in before} == before

@@ -353,8 +353,11 @@ class GenerateWidget(QWidget):
             return self._plan_image(header, family)
         return self._plan_noise(header, family)
 
-    def _save_target(self, layer_name: str) -> Path | None:
-        from ..core.io import check_writable
+    def _save_target(self, layer_name: str, header: "Header", layer=None) -> Path | None:
+        """The checked file to save to: never the model, its run's files or the input layer's own
+        file, and never a file napari-gan did not write (the same rules as the command line)."""
+        from ..core import checkpoint
+        from ..core.io import check_output
 
         if not self.save.value:
             return None
@@ -366,7 +369,14 @@ class GenerateWidget(QWidget):
             if target.suffix:
                 raise InputError(f"'{target.name}' is not a TIFF name; use .tif, or give a folder.")
             target = target / f"{safe_filename(layer_name)}.tif"
-        return check_writable(target)
+        run = Path(header.path).parent
+        protected = [(header.path, "the model file")]
+        protected += [(run / name, "a file of the model's run") for name in
+                      (checkpoint.MODEL_FILENAME, checkpoint.LAST_FILENAME, checkpoint.STATE_FILENAME)]
+        source = getattr(getattr(layer, "source", None), "path", None)
+        if source:
+            protected.append((source, f"the file of the layer '{layer.name}'"))
+        return check_output(target, protected, option="'Save to'")
 
     def _checked_values(self, family: "Family") -> dict[str, Any]:
         """The shown apply settings, checked against their declarations (and relations, such
@@ -430,7 +440,7 @@ class GenerateWidget(QWidget):
         name = f"{layer.name} {what}"
         kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path), "napari_gan_settings": values}}
         kwargs["colormap"] = layer.colormap.name if not layer.rgb else "gray"
-        save_path = self._save_target(name)
+        save_path = self._save_target(name, header, layer)
         save = None
         if save_path is not None:
             pixel_size, unit = physical_pixel_size(layer, axes, factor) if axes else ({}, None)
@@ -454,7 +464,7 @@ class GenerateWidget(QWidget):
         kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path), "seed": seed,
                                                "truncation": psi, "napari_gan_settings": values},
                                   "colormap": "gray"}
-        save_path = self._save_target(name)
+        save_path = self._save_target(name, header)
         return GenerationPlan(
             job=_generate_job,
             args=(family, header, self.device.value, values, self._cancel.is_set, self.relay, save_path),
