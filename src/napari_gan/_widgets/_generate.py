@@ -164,9 +164,13 @@ class GenerateWidget(QWidget):
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.relay = ProgressRelay()
+        from ._export import ExportPanel
+
+        self.export_panel = ExportPanel(self._path)
 
         layout = QVBoxLayout(self)
-        for w in (self.form.native, self.buttons.native, self.progress_bar, self.status.native):
+        for w in (self.form.native, self.buttons.native, self.progress_bar, self.status.native,
+                  self.export_panel.native):
             layout.addWidget(w)
         layout.addStretch(1)
         for label in (self.model_info, self.status):
