@@ -103,7 +103,10 @@ def noise_parameters(image: np.ndarray, block: int = 8) -> tuple[float, float]:
     # pixel minus the mean of its 4 neighbours: variance 1.25 sigma^2 on flat regions
     resid = x - ndimage.convolve(x, np.array([[0, .25, 0], [.25, 0, .25], [0, .25, 0]]), mode="reflect")
     h, w = (x.shape[0] // block) * block, (x.shape[1] // block) * block
-    blocks = lambda a: a[:h, :w].reshape(h // block, block, w // block, block).swapaxes(1, 2).reshape(-1, block**2)  # noqa: E731
+
+    def blocks(a):
+        return a[:h, :w].reshape(h // block, block, w // block, block).swapaxes(1, 2).reshape(-1, block**2)
+
     means, var = blocks(x).mean(1), blocks(resid).var(1) / 1.25
     structure = blocks(x).std(1) ** 2 - var        # what the local variation has beyond noise
     keep = structure <= np.median(structure)

@@ -14,6 +14,8 @@ thread each) and checks that the output equals the single-process one.
     python benchmarks/streaming.py --smoke                    # seconds: 512 and 1024 pixels
     python benchmarks/streaming.py --sizes 4096 8192 --tiff   # what was measured here
     python benchmarks/streaming.py                            # 4k, 8k, 16k, 32k (hours on 2 cores)
+    python benchmarks/streaming.py --sizes 4096 16384 32768 --rows 2048 --tiff --procs 1
+                                    # peak memory of 32k-wide slides in minutes (rows stream)
 
 Results: benchmarks/out/streaming[_smoke].json.
 """
@@ -41,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 class SyntheticSlide:
     """A ``(H, W)`` uint16 slide computed on demand for any region (basic slices only)."""
 
-    def __init__(self, size: int, seed: int = 0):
-        self.shape, self.dtype, self.seed = (size, size), np.dtype(np.uint16), seed
+    def __init__(self, size: int, seed: int = 0, rows: int | None = None):
+        self.shape, self.dtype, self.seed = (rows or size, size), np.dtype(np.uint16), seed
 
     @property
     def ndim(self) -> int:
@@ -79,24 +81,26 @@ def make_model(path: Path) -> Path:
                                  training=training)
 
 
-def make_inputs(scratch: Path, size: int, tiff: bool, chunk: int) -> dict[str, Path]:
+def make_inputs(scratch: Path, size: int, tiff: bool, chunk: int, rows: int | None = None) -> dict[str, Path]:
     import tifffile
 
     from napari_gan.core.axes import AxesImage
     from napari_gan.core.zarr_io import LazyArray, write_ome_zarr
 
-    slide = SyntheticSlide(size)
-    paths = {"zarr": scratch / f"slide{size}.ome.zarr"}
+    slide = SyntheticSlide(size, rows=rows)
+    h = slide.shape[0]
+    size_name = f"{size}" if h == size else f"{h}x{size}"
+    paths = {"zarr": scratch / f"slide{size_name}.ome.zarr"}
     if not paths["zarr"].exists():
         write_ome_zarr(paths["zarr"], AxesImage(LazyArray(slide), "YX", {"Y": 0.25, "X": 0.25}, "micron"),
                        chunk=chunk, levels=1)
     if tiff:
-        paths["tiff"] = scratch / f"slide{size}.tif"
+        paths["tiff"] = scratch / f"slide{size_name}.tif"
         if not paths["tiff"].exists():
-            mm = tifffile.memmap(paths["tiff"], shape=(size, size), dtype=np.uint16, bigtiff=True,
+            mm = tifffile.memmap(paths["tiff"], shape=slide.shape, dtype=np.uint16, bigtiff=True,
                                  resolution=(4e4, 4e4), resolutionunit="CENTIMETER")
             band = max(1, (1 << 24) // size)
-            for r in range(0, size, band):
+            for r in range(0, h, band):
                 mm[r:r + band] = slide[slice(r, r + band), slice(0, size)]
             mm.flush()
             del mm
@@ -157,6 +161,9 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=512)
     p.add_argument("--tiff", action="store_true", help="also TIFF -> TIFF (streamed)")
     p.add_argument("--procs", type=int, default=2, help="torchrun processes for the comparison (1: none)")
+    p.add_argument("--rows", type=int, help="slide height (default: square). Memory depends on the width "
+                   "(rows stream), so e.g. --sizes 32768 --rows 2048 measures a 32k slide's peak memory in "
+                   "1/16 of its time")
     p.add_argument("--scratch", type=Path, help="folder for the slides and outputs (default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = p.parse_args()
@@ -171,20 +178,21 @@ def main() -> None:
     try:
         for size in args.sizes:
             t = time.perf_counter()
-            inputs = make_inputs(scratch, size, args.tiff, args.chunk)
+            inputs = make_inputs(scratch, size, args.tiff, args.chunk, args.rows)
             made = time.perf_counter() - t
-            mpix = size * size / 1e6
+            height = args.rows or size
+            mpix = height * size / 1e6
             kinds = [("zarr->zarr", inputs["zarr"], scratch / f"out{size}.ome.zarr", {})]
             if args.tiff:
                 kinds.append(("tiff->tiff", inputs["tiff"], scratch / f"out{size}.tif",
                               {"NAPARI_GAN_STREAM_TIFF_MB": "0"}))
             for kind, src, dst, env in kinds:
                 r = run_predict(common + ["--input", str(src), "--output", str(dst)], env_extra=env)
-                row = {"kind": kind, "size": size, "mpix": mpix, "procs": 1, "wall_s": round(r["wall_s"], 2),
+                row = {"kind": kind, "size": size, "rows": height, "mpix": mpix, "procs": 1, "wall_s": round(r["wall_s"], 2),
                        "mpix_per_s": round(mpix / r["wall_s"], 3), "maxrss_mb": round(r["maxrss_mb"], 1),
                        "cpu_s": round(r["cpu_s"], 1), "input_made_s": round(made, 1)}
                 results["runs"].append(row)
-                print(f"{kind:10s} {size:6d}^2 1 proc : {row['wall_s']:8.1f} s  {row['mpix_per_s']:7.2f} Mpix/s  "
+                print(f"{kind:10s} {height:6d}x{size:<6d} 1 proc : {row['wall_s']:8.1f} s  {row['mpix_per_s']:7.2f} Mpix/s  "
                       f"peak {row['maxrss_mb']:7.0f} MB", flush=True)
                 if args.procs > 1 and size == args.sizes[0]:
                     dst2 = dst.with_name(dst.name.replace("out", "out2p"))
@@ -195,7 +203,7 @@ def main() -> None:
                             "mpix_per_s": round(mpix / r2["wall_s"], 3), "maxrss_mb": round(r2["maxrss_mb"], 1),
                             "cpu_s": round(r2["cpu_s"], 1), "max_abs_diff_vs_1proc": diff}
                     results["runs"].append(row2)
-                    print(f"{kind:10s} {size:6d}^2 {args.procs} proc: {row2['wall_s']:8.1f} s  "
+                    print(f"{kind:10s} {height:6d}x{size:<6d} {args.procs} proc: {row2['wall_s']:8.1f} s  "
                           f"{row2['mpix_per_s']:7.2f} Mpix/s  peak {row2['maxrss_mb']:7.0f} MB (per process)  "
                           f"max |diff| vs 1 process {diff:.3g}", flush=True)
                     shutil.rmtree(dst2, ignore_errors=True) if dst2.is_dir() else dst2.unlink(missing_ok=True)
@@ -206,7 +214,8 @@ def main() -> None:
     finally:
         if not args.keep and args.scratch is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    name = "streaming_smoke.json" if args.smoke else "streaming.json"
+    name = "streaming_smoke.json" if args.smoke else \
+        f"streaming_rows{args.rows}.json" if args.rows else "streaming.json"
     print(f"results -> {save_json(name, results)}  ({results['machine']['lscpu_model']})")
 
 

@@ -368,7 +368,7 @@ def predict_file(predictor: Predictor, src: Path, dst: Path, how: PredictSetting
         return dst
 
     store_axes = ngff_axes(out_axes) if to_zarr else out_axes
-    shape = tuple(sizes["C" if a == "C" and "C" not in out_axes else a] for a in store_axes)
+    shape = tuple(sizes[a] for a in store_axes)
     tmp = temporary_path(dst)
     store = ZarrImageStore(tmp, shape, store_axes, np.float32, how.chunk, how.levels if to_zarr else 1,
                            pixel_size, layout.unit, dst.name.split(".")[0] or dst.name, how.ngff, ome=to_zarr)
@@ -378,8 +378,8 @@ def predict_file(predictor: Predictor, src: Path, dst: Path, how: PredictSetting
             remove_store(tmp)
         store.create()
 
-    team.step(create if rank == 0 else None)
     try:
+        team.step(create if rank == 0 else None)
         tile, overlap = team.rank0(predictor.tile_for(h, w, how.tile, how.overlap))
         parts = split_rows(len(planes), h * s, store.chunk, rank, world)
         block_check = (lambda values: check(values, source)) if check is not None else None

@@ -136,8 +136,9 @@ class _Accumulator:
     """Weighted sums of tile predictions in output coordinates.
 
     With ``band_on=None`` the sums are kept in ``out`` itself (a CPU tensor sharing its
-    memory); with a device, in a band of rows along the first spatial axis on that device,
-    shifted down as rows are finished and copied to ``out``.
+    memory); with a device, in a band of rows along the first spatial axis on that device:
+    a ring (output row ``r`` at band row ``r % band_rows``) whose rows are copied to ``out``
+    and cleared as they are finished, so it is never reallocated.
     """
 
     def __init__(self, out: np.ndarray, band_rows: int, band_on: torch.device | None,
@@ -160,7 +161,6 @@ class _Accumulator:
         else:
             self.acc = torch.zeros((out.shape[0], band_rows) + tuple(out.shape[2:]), device=band_on)
             self.band = True
-        self.top = start    # output row held in acc[:, 0]
         self.done = start   # output rows before this one are finished in out
         rest = math.prod(out.shape[2:])
         self.finish_rows = max(1, _FINISH_PIXELS // max(1, rest))
@@ -169,36 +169,45 @@ class _Accumulator:
     def device(self) -> torch.device:
         return self.acc.device
 
+    def _segments(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """Where output rows ``[lo, hi)`` are held: ``(first, end, offset)`` slices of the
+        accumulator (``offset``: of the first row from ``lo``); one slice unless a band wraps."""
+        if not self.band:
+            return [(lo, hi, 0)]
+        cap, out, r = self.acc.shape[1], [], lo
+        while r < hi:
+            a = r % cap
+            n = min(hi - r, cap - a)
+            out.append((a, a + n, r - lo))
+            r += n
+        return out
+
     def add(self, pred: torch.Tensor, lo: Sequence[int], hi: Sequence[int], weight: torch.Tensor) -> None:
         """Add ``pred * weight`` (``pred`` already cropped to the image) at ``[lo, hi)``."""
-        index = (slice(None), slice(lo[0] - self.top, hi[0] - self.top)) + tuple(
-            slice(a, b) for a, b in zip(lo[1:], hi[1:]))
-        self.acc[index].addcmul_(pred, weight)
+        rest = tuple(slice(a, b) for a, b in zip(lo[1:], hi[1:]))
+        for a, b, off in self._segments(lo[0], hi[0]):
+            self.acc[(slice(None), slice(a, b)) + rest].addcmul_(pred[:, off:off + b - a], weight[off:off + b - a])
 
     def finish(self, until: int) -> None:
         """Output rows ``[done, until)`` are complete: divide them by the summed weight,
-        return them to output units and (for a band) copy them to ``out``."""
+        return them to output units and (for a band) copy them to ``out`` and clear them."""
         for r0 in range(self.done, until, self.finish_rows):
             r1 = min(until, r0 + self.finish_rows)
             w0, w1 = max(r0, self.rows[0]), min(r1, self.rows[1])   # the rows to write
-            if w1 <= w0:
-                continue
-            rows = self.acc[:, w0 - self.top:w1 - self.top]
-            res = rows / _outer([self.weights[0][w0:w1]] + self.weights[1:])
-            if self.output_norm is not None:
-                res = self.output_norm.denormalize_tensor(res, channel_dim=0)
-            if self.band:
-                self.out[:, w0:w1] = res.cpu().numpy()
-            else:
-                rows.copy_(res)
+            for a, b, off in (self._segments(w0, w1) if w1 > w0 else []):
+                at = w0 + off
+                rows = self.acc[:, a:b]
+                res = rows / _outer([self.weights[0][at:at + b - a]] + self.weights[1:])
+                if self.output_norm is not None:
+                    res = self.output_norm.denormalize_tensor(res, channel_dim=0)
+                if self.band:
+                    self.out[:, at:at + b - a] = res.cpu().numpy()
+                else:
+                    rows.copy_(res)
+            if self.band:   # the ring's rows are reused for later rows
+                for a, b, _ in self._segments(r0, r1):
+                    self.acc[:, a:b].zero_()
         self.done = max(self.done, until)
-        if self.band and self.done > self.top:
-            n, cap = self.done - self.top, self.acc.shape[1]
-            if n >= cap:
-                self.acc.zero_()
-            else:
-                self.acc = torch.cat([self.acc[:, n:], torch.zeros_like(self.acc[:, :n])], dim=1)
-            self.top = self.done
 
 
 def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor], out: np.ndarray,

@@ -367,13 +367,19 @@ def read_ome_zarr(path: str | os.PathLike, axes: str | None = None, level: int =
     multiscale = attrs["multiscales"][0]
     version = str(multiscale.get("version") or attrs.get("version") or "0.4")
     axes_meta = multiscale.get("axes")
-    try:
+    if axes_meta is not None:
         from ome_zarr.axes import Axes
         from ome_zarr.format import format_from_version
 
-        Axes(axes_meta, fmt=format_from_version(version))     # raises ValueError if not valid
-    except ValueError as exc:
-        raise NapariGanError(f"'{path.name}' has invalid OME-Zarr axes metadata ({exc}).") from exc
+        try:
+            fmt = format_from_version(version)
+        except ValueError:   # a version ome-zarr-py does not know yet: read what we understand
+            fmt = None
+        try:
+            if fmt is not None:
+                Axes(axes_meta, fmt=fmt)     # ome-zarr-py's checks: raises ValueError if not valid
+        except ValueError as exc:
+            raise NapariGanError(f"'{path.name}' has invalid OME-Zarr axes metadata ({exc}).") from exc
     datasets = multiscale.get("datasets") or []
     if level >= len(datasets):
         raise NapariGanError(f"'{path.name}' has {len(datasets)} level(s) (0 to {len(datasets) - 1}); "
