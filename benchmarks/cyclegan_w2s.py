@@ -20,7 +20,7 @@ reference only, the real channel 1 of the same field (another structure, not a t
 patch SWD to the real channel-1 images (lower: more alike) is reported for the input and
 for the translation. Writes docs/images/cyclegan_w2s_style.png.
 
-    .venv/bin/python benchmarks/cyclegan_w2s.py --minutes 10     # the published run (~40 min in all)
+    .venv/bin/python benchmarks/cyclegan_w2s.py --minutes 10     # the published run (about 35 min in all)
     .venv/bin/python benchmarks/cyclegan_w2s.py --smoke          # seconds: everything on small crops
     .venv/bin/python benchmarks/cyclegan_w2s.py --minutes 3 --only cyclegan --set blocks=9 --tag _b9
 """
@@ -135,8 +135,9 @@ def bm3d_available() -> bool:
 
 
 # ------------------------------------------------------------------------------- figures
-def crop_figure(panels, path, box, vmax_from: int = -1, title: str | None = None) -> None:
-    """One row per entry of ``panels`` (a list of rows of (title, image)), crops at ``box``."""
+def crop_figure(panels, path, box, vmax_from: int | None = -1, title: str | None = None) -> None:
+    """One row per entry of ``panels`` (a list of rows of (title, image)), crops at ``box``;
+    the display range of a row is that of its panel ``vmax_from`` (None: each panel its own)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,10 +146,11 @@ def crop_figure(panels, path, box, vmax_from: int = -1, title: str | None = None
     rows, cols = len(panels), max(len(r) for r in panels)
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.2 * rows), constrained_layout=True, squeeze=False)
     for row, ax_row in zip(panels, axes):
-        ref = np.asarray(row[vmax_from][1], np.float32)[box]
         for ax, (name, img) in zip(ax_row, row):
             crop = np.asarray(img, np.float32)[box]
-            ax.imshow(crop, cmap="magma", vmin=0, vmax=float(np.percentile(ref, 99.8)) or 1.0)
+            ref = crop if vmax_from is None else np.asarray(row[vmax_from][1], np.float32)[box]
+            lo, hi = np.percentile(ref, (0.5, 99.8)) if vmax_from is None else (0.0, np.percentile(ref, 99.8))
+            ax.imshow(crop, cmap="magma", vmin=float(lo), vmax=float(hi) if hi > lo else float(lo) + 1.0)
             ax.set_title(name, fontsize=9)
         for ax in ax_row:
             ax.axis("off")
@@ -306,7 +308,7 @@ def main() -> None:
                    ("back to channel 0 (b2a)", back[i]), ("real channel 1, same field (reference)", t_b[i])]
                   for i in (0, 1) if i < len(t_a)]
         box = (slice(0, 128), slice(0, 128)) if smoke else (slice(128, 384), slice(128, 384))
-        crop_figure(panels, figures / f"cyclegan_w2s_style{suffix}.png", box, vmax_from=0)
+        crop_figure(panels, figures / f"cyclegan_w2s_style{suffix}.png", box, vmax_from=None)   # stains differ in range
 
     path = save_json(f"cyclegan_w2s{suffix}.json", results)
     print("\n" + "\n".join(f"{name:28s} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f}"

@@ -75,9 +75,10 @@ class CycleGANConfig:
                           "patches, 6 for 128)", min=0, max=64, advanced=True, label="ResNet blocks")
     depth: int = setting(3, "levels of the unet generator", min=1, max=6, advanced=True, label="uNet depth")
     norm: str = "none"
-    # Off by default: started at the identity, the generators stay there (on W2S noisy -> clean
-    # the cycle loss held them at the identity for 250 steps; from a random start the same
-    # budget translated, see benchmarks/cyclegan_w2s.py).
+    # Off by default: started at the identity, the generators stay there. On W2S noisy -> clean
+    # (benchmarks/cyclegan_w2s.py --steps N --set residual=...) the cycle loss held residual
+    # generators at the identity: 17.4 dB after 500 steps (the noisy input: 18.6 dB), while from
+    # a random start 300 steps reached 25.7 dB.
     residual: bool = setting(False, "the generators predict a correction to their input, so training starts "
                              "from the identity (for domains that differ only a little)", advanced=True,
                              label="Residual generators")
@@ -109,6 +110,7 @@ class CycleGANConfig:
                          min=8, max=4096, label="Patch size")
     batch: int = setting(4, "patches of each domain per step (over all processes under torchrun)", min=1,
                          max=4096, label="Batch size")
+    # per image: 25.7 dB against 21.6 dB per domain on W2S noisy -> clean after 300 steps
     normalize: str = setting("image", "intensity range of each domain: each image its own (the default: "
                              "unpaired domains give nothing to calibrate absolute intensities against, and "
                              "exposure, bleaching and per-image export scaling stop mattering), or one range "

@@ -13,9 +13,10 @@ Differences from the reference, for microscopy and tiled prediction:
   differently from the same pixels in the whole image (seams, results that change with the
   tile size); ``norm="instance"`` is available for experiments on small images.
 * No ``tanh``: images are in model units (about 0..1 after percentile normalisation, with
-  bright outliers above 1) and the output is linear; with ``residual`` the network predicts a
-  correction to its input, so training starts from the identity (a good start for domains that
-  share their structure, and the identity loss is then already satisfied).
+  bright outliers above 1) and the output is linear. With ``residual`` the network predicts a
+  correction to its input, so training starts from the identity; CycleGAN leaves it off by
+  default, because its cycle loss holds generators started at the identity there (W2S
+  noisy -> clean: no translation after 500 steps, while a random start translated).
 * Inputs of any size: they are padded (reflect) to a multiple of 4 (at least 8) and the output
   cropped back.
 """
@@ -59,7 +60,7 @@ class ResNetGenerator(nn.Module):
     multiple = 4
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 32, blocks: int = 9,
-                 norm: str = "none", residual: bool = True):
+                 norm: str = "none", residual: bool = False):
         super().__init__()
         if blocks < 0:
             raise ValueError("blocks must not be negative")
