@@ -73,12 +73,12 @@ def shot(viewer, name: str) -> Path:
 def pix2pix(viewer, work: Path, steps: int) -> None:
     viewer.open_sample("napari-gan", "noisy_clean")
     dock, train = viewer.window.add_plugin_dock_widget("napari-gan", "Train")
-    train.steps.value = steps
-    train.patch.value = 64
-    train.batch.value = 4
-    train.width.value = 16
-    train.preview_every.value = max(10, steps // 6)
-    train.log_every.value = 5
+    train.field("steps").value = steps
+    train.field("patch").value = 64
+    train.field("batch").value = 4
+    train.field("width").value = 16
+    train.field("val_every").value = max(10, steps // 6)
+    train.field("log_every").value = 5
     train.device.value = "cpu"
     train.out_dir.value = str(work / "denoise")
     train.train_button.native.click()
@@ -117,12 +117,12 @@ def stylegan2(viewer, work: Path, steps: int) -> None:
         viewer.window.remove_dock_widget(dock)
     viewer.open_sample("napari-gan", "nuclei")
     dock, train = viewer.window.add_plugin_dock_widget("napari-gan", "Train")
-    train.model_kind.value = "stylegan2"
-    train.resolution.value = 32
-    train.sg_batch.value = 8
-    train.steps.value = steps
-    train.preview_every.value = max(10, steps // 5)
-    train.log_every.value = 5
+    train.model.value = "stylegan2"
+    train.field("resolution").value = 32
+    train.field("batch").value = 8
+    train.field("steps").value = steps
+    train.field("val_every").value = max(10, steps // 5)
+    train.field("log_every").value = 5
     train.device.value = "cpu"
     train.out_dir.value = str(work / "nuclei")
     train.train_button.native.click()
@@ -134,9 +134,9 @@ def stylegan2(viewer, work: Path, steps: int) -> None:
     viewer.window.remove_dock_widget(dock)
     _, gen = viewer.window.add_plugin_dock_widget("napari-gan", "Generate Data")
     gen.model_path.value = work / "nuclei"
-    gen.n_images.value = 16
-    gen.seed.value = 1
-    gen.truncation.value = 0.8
+    gen.field("n").value = 16
+    gen.field("seed").value = 1
+    gen.field("truncation").value = 0.8
     gen.device.value = "cpu"
     gen.run_button.native.click()
     wait(gen)
