@@ -25,8 +25,9 @@ def big_pair():
     return clean + 10 * noise, clean
 
 
-def longest_stall(qtbot, widget, press) -> float:
-    """The longest gap between ticks of a 10 ms timer, from ``press()`` until the widget's job ends."""
+def stall_during(qtbot, action, settle_ms: int) -> float:
+    """The longest gap between ticks of a 10 ms timer while ``action()`` runs (and ``settle_ms``
+    after it)."""
     ticks: list[float] = []
     timer = QTimer()
     timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -35,30 +36,30 @@ def longest_stall(qtbot, widget, press) -> float:
     qtbot.wait(100)
     before = len(ticks)
     try:
-        press()
-        wait_idle(qtbot, widget)
-        qtbot.wait(2 * TICK_MS)
+        action()
+        qtbot.wait(settle_ms)
     finally:
         timer.stop()
     assert before > 0 and len(ticks) > before
     return float(np.diff(ticks[before - 1:]).max())
 
 
+def longest_stall(qtbot, widget, press) -> float:
+    """The longest event-loop stall from ``press()`` until the widget's job ends."""
+    def action():
+        press()
+        wait_idle(qtbot, widget)
+
+    return stall_during(qtbot, action, 2 * TICK_MS)
+
+
 def allowed_stall(qtbot, viewer, image) -> float:
     """100 ms, or on a slow machine what napari itself takes to show a layer of this size
     (adding the result layer is the one GUI-thread step no widget can avoid), plus 25%."""
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start(TICK_MS)
-    qtbot.wait(50)
-    before = len(ticks)
-    layer = viewer.add_image(image, name="napari's own", contrast_limits=(0.0, 200.0))
-    qtbot.wait(100)
-    timer.stop()
-    viewer.layers.remove(layer)
-    own = float(np.diff(ticks[before - 1:]).max())
+    added = []
+    own = stall_during(qtbot, lambda: added.append(viewer.add_image(image, name="napari's own",
+                                                                    contrast_limits=(0.0, 200.0))), 100)
+    viewer.layers.remove(added[0])
     print(f"\nnapari adding a {image.shape} layer: longest stall {1000 * own:.0f} ms")
     return max(MAX_STALL_S, 1.25 * own)
 
