@@ -269,7 +269,8 @@ def test_format1_stylegan2_fixture_generates_as_released():
 
     expected = np.load(FORMAT1 / "stylegan2_v1_seed5.npy")
     got = load_generator(FORMAT1 / "stylegan2_v1.safetensors", "cpu").generate(3, seed=5)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # float32 sums run in another order on another CPU's kernels: tolerance relative to the range
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
 
 
 # ---------------------------------------------------------------------- hostile files

@@ -39,14 +39,14 @@ from ..data import Normalizer, check_finite, dihedral
 from ..device import autocast, configure_backends, prefers_channels_last
 from ..errors import NapariGanError
 from ..inference import PredictSettings
-from ..losses import GAN_MODES, discriminator_loss, generator_loss, gradient_penalty
+from ..losses import discriminator_loss, generator_loss, gradient_penalty
 from ..metrics import patch_swd, psnr, ssim
 from ..models.patchgan import PatchGANDiscriminator
 from ..models.resnet import ResNetGenerator
 from ..models.unet import UNetGenerator
 from ..settings import setting
 from ..training.base import Budget, Trainer
-from . import DataInput, Family, Plot, register, stored_config
+from . import DataInput, Family, Plot, adversarial, register, stored_config
 
 GENERATORS = ("resnet", "unet")
 DIRECTIONS = ("a2b", "b2a")
@@ -82,13 +82,10 @@ class CycleGANConfig:
     residual: bool = setting(False, "the generators predict a correction to their input, so training starts "
                              "from the identity (for domains that differ only a little)", advanced=True,
                              label="Residual generators")
-    disc_width: int = setting(32, "PatchGAN discriminator channels at its first layer", min=1, max=1024,
-                              advanced=True, label="Discriminator width")
-    disc_layers: int = setting(3, "PatchGAN layers (3: the classic 70x70 receptive field)", min=1, max=6,
-                               advanced=True, label="Discriminator layers")
-    spectral_norm: bool = setting(True, "spectral normalisation in the discriminators", advanced=True)
-    gan_mode: str = setting("lsgan", "adversarial loss", choices=GAN_MODES, flag="--gan-loss",
-                            label="GAN loss", advanced=True)
+    disc_width: int = adversarial.disc_width()
+    disc_layers: int = adversarial.disc_layers()
+    spectral_norm: bool = adversarial.spectral_norm()
+    gan_mode: str = adversarial.gan_mode()
     cycle_weight: float = setting(10.0, "weight of the cycle loss (A -> B -> A and B -> A -> B, L1)",
                                   min=0, max=1e6, advanced=True, label="Cycle weight")
     identity_weight: float = setting(0.5, "weight of the identity loss (a2b(B) = B, b2a(A) = A) as a fraction "
@@ -96,14 +93,11 @@ class CycleGANConfig:
                                      label="Identity weight")
     pool_size: int = setting(50, "translated images kept per discriminator, which learns from this history "
                              "(0: from the latest only)", min=0, max=10_000, advanced=True, label="Image pool")
-    gp_weight: float = setting(10.0, "gradient-penalty weight (wgan-gp)", min=0, max=1e6, advanced=True)
-    lr: float = setting(2e-4, "Adam learning rate of the generators", min=0, min_exclusive=True, max=1,
-                        label="Learning rate")
-    lr_d: float | None = setting(None, "Adam learning rate of the discriminators", min=0, min_exclusive=True,
-                                 max=1, auto="the generators'", advanced=True,
-                                 label="Discriminator learning rate")
-    beta1: float = setting(0.5, "Adam beta1", min=0, max=0.9999, advanced=True)
-    beta2: float = setting(0.999, "Adam beta2", min=0, max=0.9999999, advanced=True)
+    gp_weight: float = adversarial.gp_weight()
+    lr: float = adversarial.lr("generators")
+    lr_d: float | None = adversarial.lr_d("generators")
+    beta1: float = adversarial.beta1()
+    beta2: float = adversarial.beta2()
     lr_decay: bool = setting(True, "linear decay of the learning rates to zero over the second half of the "
                              "schedule", advanced=True, label="Learning-rate decay")
     patch: int = setting(64, "training patch size in pixels (every image must be at least this large)",
@@ -116,10 +110,8 @@ class CycleGANConfig:
                              "exposure, bleaching and per-image export scaling stop mattering), or one range "
                              "for the whole domain (keeps relative brightness)", choices=NORMALIZE_CHOICES,
                              advanced=True, label="Normalisation")
-    amp: bool = setting(True, "bf16 autocast on CUDA and on CPUs with native bf16 (off: float32 "
-                        "throughout)", flag="--no-amp", advanced=True, label="bf16 where it is faster")
-    compile: bool = setting(False, "torch.compile the networks (faster steps on a GPU after a minute of "
-                            "compiling)", widget=False)
+    amp: bool = adversarial.amp()
+    compile: bool = adversarial.compile()
 
     def __post_init__(self):
         settings.check(self)

@@ -25,13 +25,13 @@ from ..data import Normalizer, PairedPatchSampler, PairedSet, validation_crops
 from ..device import autocast, configure_backends, prefers_channels_last
 from ..errors import NapariGanError
 from ..inference import Predictor
-from ..losses import GAN_MODES, discriminator_loss, generator_loss, gradient_penalty
+from ..losses import discriminator_loss, generator_loss, gradient_penalty
 from ..metrics import psnr, ssim
 from ..models.patchgan import PatchGANDiscriminator
 from ..models.unet import UNetGenerator
 from ..training import patches
 from ..settings import setting
-from . import DataInput, Family, Plot, register, stored_config
+from . import DataInput, Family, Plot, adversarial, register, stored_config
 from ..training.base import Budget, Trainer
 
 TASKS = ("denoise", "sr", "labels")
@@ -67,26 +67,20 @@ class Pix2PixConfig:
     width: int = setting(32, "uNet channels at the first level", min=1, max=1024, advanced=True)
     norm: str = "none"
     residual: bool = True
-    disc_width: int = setting(32, "PatchGAN discriminator channels at its first layer", min=1, max=1024,
-                              advanced=True, label="Discriminator width")
-    disc_layers: int = setting(3, "PatchGAN layers (3: the classic 70x70 receptive field)", min=1, max=6,
-                               advanced=True, label="Discriminator layers")
-    spectral_norm: bool = setting(True, "spectral normalisation in the discriminator", advanced=True)
-    gan_mode: str = setting("lsgan", "adversarial loss", choices=GAN_MODES, flag="--gan-loss",
-                            label="GAN loss", advanced=True)
+    disc_width: int = adversarial.disc_width()
+    disc_layers: int = adversarial.disc_layers()
+    spectral_norm: bool = adversarial.spectral_norm()
+    gan_mode: str = adversarial.gan_mode()
     adv_weight: float = setting(1.0, "weight of the adversarial loss; 0 trains a plain uNet with L1 only",
                                 min=0, max=1e6, advanced=True, label="Adversarial weight")
     l1_weight: float = setting(100.0, "weight of the L1 loss", min=0, max=1e6, advanced=True, label="L1 weight")
     adv_warmup: float = setting(0.3, "fraction of the schedule trained with L1 only before the "
                                 "discriminator joins", min=0, max=1, advanced=True, label="Adversarial warm-up")
-    gp_weight: float = setting(10.0, "gradient-penalty weight (wgan-gp)", min=0, max=1e6, advanced=True)
-    lr: float = setting(2e-4, "Adam learning rate of the generator", min=0, min_exclusive=True, max=1,
-                        label="Learning rate")
-    lr_d: float | None = setting(None, "Adam learning rate of the discriminator", min=0, min_exclusive=True,
-                                 max=1, auto="the generator's", advanced=True,
-                                 label="Discriminator learning rate")
-    beta1: float = setting(0.5, "Adam beta1", min=0, max=0.9999, advanced=True)
-    beta2: float = setting(0.999, "Adam beta2", min=0, max=0.9999999, advanced=True)
+    gp_weight: float = adversarial.gp_weight()
+    lr: float = adversarial.lr("generator")
+    lr_d: float | None = adversarial.lr_d("generator")
+    beta1: float = adversarial.beta1()
+    beta2: float = adversarial.beta2()
     lr_decay: bool = setting(True, "cosine decay of the learning rates to 5% over the second half of "
                              "the schedule", advanced=True, label="Learning-rate decay")
     patch: int = setting(96, "training patch size in input pixels", min=8, max=4096, label="Patch size")
@@ -99,10 +93,8 @@ class Pix2PixConfig:
                              "own (images scaled one by one, e.g. autoscaled 8-bit exports); auto measures "
                              "which makes the input-target relation consistent", choices=NORMALIZE_CHOICES,
                              advanced=True, label="Input normalisation")
-    amp: bool = setting(True, "bf16 autocast on CUDA and on CPUs with native bf16 (off: float32 "
-                        "throughout)", flag="--no-amp", advanced=True, label="bf16 where it is faster")
-    compile: bool = setting(False, "torch.compile the networks (faster steps on a GPU after a minute of "
-                            "compiling)", widget=False)
+    amp: bool = adversarial.amp()
+    compile: bool = adversarial.compile()
 
     def __post_init__(self):
         settings.check(self)
