@@ -35,6 +35,7 @@ def test_one_image_shared_by_two_processes_equals_one_process(tmp_path, suffix):
     assert cli("predict", *opts, "--output", tmp_path / f"one{suffix}") == 0
     proc = torchrun(*opts, "--output", tmp_path / f"two{suffix}")
     assert "(2 processes)" in proc.stdout and proc.stdout.count("-> ") == 1     # rank 0 reports
+    assert proc.stdout.count("predicting 1 file(s)") == 1
     one, two = read_image(tmp_path / f"one{suffix}"), read_image(tmp_path / f"two{suffix}")
     assert two.axes == one.axes == "ZYX" and two.shape == one.shape == (3, 80, 72)
     assert two.pixel_size == one.pixel_size == pytest.approx({"Z": 2.0, "Y": 0.25, "X": 0.25})

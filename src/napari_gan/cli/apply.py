@@ -139,8 +139,13 @@ def predict(args) -> int:
             check_output(out, protected)
 
     predictor = _load(model, "image", args.device, how.amp, options)
-    print(f"predicting {len(files)} file(s) on {predictor.device_name}", flush=True)
+    from ..core.device import distributed_info
     from ..core.inference import needs_streaming, predict_files
+
+    team = distributed_info()
+    if team.is_main:
+        workers = f" with {team.world_size} processes" if team.enabled else ""
+        print(f"predicting {len(files)} file(s) on {predictor.device_name}{workers}", flush=True)
 
     if needs_streaming(files, outputs, predictor, how):   # OME-Zarr, huge images, torchrun
         predict_files(predictor, files, outputs, how, axes=args.axes, series=args.series,
