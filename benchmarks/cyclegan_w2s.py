@@ -23,6 +23,8 @@ for the translation. Writes docs/images/cyclegan_w2s_style.png.
     .venv/bin/python benchmarks/cyclegan_w2s.py --minutes 10     # the published run (about 35 min in all)
     .venv/bin/python benchmarks/cyclegan_w2s.py --smoke          # seconds: everything on small crops
     .venv/bin/python benchmarks/cyclegan_w2s.py --minutes 3 --only cyclegan --set blocks=9 --tag _b9
+    .venv/bin/python benchmarks/cyclegan_w2s.py --figure benchmarks/out/w2s_cyclegan_rerun \\
+        benchmarks/out/w2s_pix2pix_for_cyclegan            # the crops figure from saved models
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import ast
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -183,6 +186,19 @@ def swd_to(real_images, images, crop: int = 64, per_image: int = 4, seed: int = 
 
 
 # ----------------------------------------------------------------------------------- main
+def figure_from_runs(cyclegan_run: Path, pix2pix_run: Path, device: str, tag: str) -> None:
+    test_noisy, test_clean = w2s_pairs(range(49, 50))      # the figure's two images: field 049
+    rows = {"CycleGAN (unpaired)": predict(cyclegan_run, test_noisy, device)[0],
+            "Pix2Pix (paired)": predict(pix2pix_run, test_noisy, device)[0]}
+    if bm3d_available():
+        rows["VST + BM3D"] = [vst_bm3d(x) for x in test_noisy]
+    panels = [[("noisy input", test_noisy[i])] + [(m, p[i]) for m, p in rows.items()]
+              + [("clean target (avg400)", test_clean[i])] for i in (0, 1)]
+    path = DOCS_IMAGES / f"cyclegan_w2s_crops{tag}.png"
+    crop_figure(panels, path, (slice(160, 352), slice(160, 352)))
+    print(f"wrote {path}")
+
+
 def main() -> None:
     import torch
 
@@ -200,7 +216,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--smoke", action="store_true", help="a few steps on small crops (seconds)")
     ap.add_argument("--tag", default="", help="suffix for the output files")
+    ap.add_argument("--figure", nargs=2, metavar=("CYCLEGAN_RUN", "PIX2PIX_RUN"), type=Path,
+                    help="no training: draw the crops figure of the first two held-out images from the "
+                         "models of earlier runs (with VST + BM3D when bm3d is installed)")
     args = ap.parse_args()
+    if args.figure:
+        return figure_from_runs(*args.figure, args.device, args.tag)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
