@@ -55,3 +55,45 @@ def save_json(name: str, data) -> Path:
 def load_json(name: str):
     path = OUT / name
     return json.loads(path.read_text()) if path.exists() else None
+
+
+#: environment variables that choose the CPU code paths (the AVX2 emulation sets them)
+ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "NAPARI_GAN_CPU_BF16")
+#: the lscpu flags that decide the CPU path's speed
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_info() -> dict:
+    """The CPU model and its relevant instruction-set flags (``lscpu``), the code-path
+    environment variables set for this process, and whether napari-gan uses bf16 here."""
+    info = {"model": platform.processor() or platform.machine(), "flags": [],
+            "env": {k: os.environ[k] for k in ISA_ENV if k in os.environ}}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name") and info["model"] in ("", platform.machine()):
+                info["model"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                info["flags"] = [f for f in CPU_FLAGS if f in have]
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        from napari_gan.core.device import uses_bf16
+
+        info["aten_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["bf16"] = uses_bf16(torch.device("cpu"))
+    except Exception:  # noqa: BLE001 - informative only
+        pass
+    return info
+
+
+def cpu_line(info: dict) -> str:
+    """One line for a table caption: model, flags, code-path variables."""
+    env = " ".join(f"{k}={v}" for k, v in info.get("env", {}).items())
+    return (f"{info.get('model')}; flags {' '.join(info.get('flags', [])) or '-'}"
+            + (f"; {env}" if env else "") + f"; ATen {info.get('aten_capability', '?')}"
+            + f"; {'bf16 autocast' if info.get('bf16') else 'float32'}")

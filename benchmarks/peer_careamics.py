@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS_IMAGES, machine, save_json  # noqa: E402
+from common import DOCS_IMAGES, cpu_info, machine, save_json  # noqa: E402
 
 DEFAULT_CAREAMICS_PYTHON = os.environ.get("CAREAMICS_PYTHON", "/work/careamics-venv/bin/python")
 
@@ -89,6 +89,11 @@ def careamics_child(spec: dict) -> None:
     arrays = arrays if isinstance(arrays, list) else [arrays]
     preds = np.concatenate([np.asarray(o, np.float32).reshape(-1, *d["test_noisy"].shape[-2:]) for o in arrays])
     assert preds.shape == d["test_noisy"].shape, preds.shape
+    # Its prediction without tiles (each image whole, CAREamics' default without tile_size):
+    # napari-gan predicts each 512x512 image whole by default, so this is the like-for-like time.
+    t0 = time.perf_counter()
+    careamist.predict(d["test_noisy"], data_type="array", axes="SYX")
+    predict_whole_s = time.perf_counter() - t0
     np.save(work / "careamics_pred.npy", preds)
     try:
         import pytorch_lightning as lightning
@@ -96,7 +101,8 @@ def careamics_child(spec: dict) -> None:
         import lightning
 
     (work / "careamics_result.json").write_text(json.dumps({
-        "train_seconds": train_s, "predict_seconds": predict_s, "steps": steps,
+        "train_seconds": train_s, "predict_seconds": predict_s, "predict_whole_seconds": predict_whole_s,
+        "steps": steps,
         "images_per_s": steps * spec["batch"] / train_s,
         "versions": {"careamics": careamics.__version__, "torch": torch.__version__,
                      "lightning": lightning.__version__},
@@ -162,6 +168,8 @@ def main() -> None:
     ap.add_argument("--careamics-python", default=DEFAULT_CAREAMICS_PYTHON)
     ap.add_argument("--smoke", action="store_true", help="3 steps per method on small crops")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                    help="napari-gan methods to run beside CAREamics (default: all of pix2pix_w2s.METHODS)")
     args = ap.parse_args()
     if args.careamics_child:
         careamics_child(json.loads(args.careamics_child))
@@ -183,7 +191,7 @@ def main() -> None:
     device = resolve_device("cpu")
     minutes = None if args.smoke else args.minutes
     steps = 3 if args.smoke else None
-    results = {"machine": machine(), "minutes": args.minutes if not args.smoke else None, "smoke": args.smoke,
+    results = {"machine": machine(), "cpu": cpu_info(), "minutes": args.minutes if not args.smoke else None, "smoke": args.smoke,
                "threads": args.threads, "split": {"train": "W2S FOV 001-048 x 3 channels",
                                                   "test": "W2S FOV 049-060 x 3 channels"},
                "noisy_input": {
@@ -208,15 +216,20 @@ def main() -> None:
               f"predict {r['predict_seconds']:.1f} s", flush=True)
 
         budget = Budget(steps=steps) if args.smoke else Budget(minutes=args.minutes)
-        for name, kw in METHODS.items():
+        chosen = {name: kw for name, kw in METHODS.items() if args.methods is None or name in args.methods}
+        for name, kw in chosen.items():
             print(f"== {name}", flush=True)
             run_dir = work / name.split()[0].lower()
             load0 = os.getloadavg()[0]
             trainer, train_s, history = train(kw, train_noisy, train_clean, budget, device, run_dir)
             t0 = time.perf_counter()
             sc, preds = evaluate(run_dir, test_noisy, test_clean, "cpu")
-            predict_s = time.perf_counter() - t0
+            evaluate_s = time.perf_counter() - t0
+            # the prediction loop alone (as CAREamics' figure is its predict call alone; the
+            # evaluation also loads the model and computes PSNR, SSIM and HF ratio)
+            predict_s = sum(p.size for p in test_noisy) / 1e6 / sc["predict_mpix_per_s"]
             sc.update(steps=trainer.step, train_seconds=train_s, predict_seconds=predict_s,
+                      evaluate_seconds=evaluate_s,
                       images_per_s=trainer.step * trainer.cfg.batch / train_s,
                       versions={"napari-gan": __version__, "torch": torch.__version__}, threads=args.threads,
                       load_average_1min=[load0, os.getloadavg()[0]],
@@ -225,9 +238,27 @@ def main() -> None:
             preds_by_method[name] = preds
             print(f"  PSNR {sc['psnr']:.2f} dB, SSIM {sc['ssim']:.3f}, {trainer.step} steps, "
                   f"predict {predict_s:.1f} s", flush=True)
+    mpix = sum(p.size for p in test_noisy) / 1e6
     for r in results["methods"].values():
         r.pop("predict_mpix_per_s", None)
-        r["predict_mpix_per_s"] = sum(p.size for p in test_noisy) / 1e6 / r["predict_seconds"]
+        r["predict_mpix_per_s"] = mpix / r["predict_seconds"]
+        if "predict_whole_seconds" in r:
+            r["predict_whole_mpix_per_s"] = mpix / r["predict_whole_seconds"]
+    care = results["methods"]["CAREamics CARE"]
+    for name, r in results["methods"].items():
+        if name == "CAREamics CARE":
+            continue
+        # our ratios to the peer: training img/s, prediction Mpix/s (its tiled 256/48 and its
+        # whole-image prediction), PSNR difference in dB
+        r["vs_careamics"] = {"train": r["images_per_s"] / care["images_per_s"],
+                             "predict_tiled": r["predict_mpix_per_s"] / care["predict_mpix_per_s"],
+                             "predict_whole": (r["predict_mpix_per_s"] / care["predict_whole_mpix_per_s"]
+                                               if "predict_whole_mpix_per_s" in care else None),
+                             "psnr_db": r["psnr"] - care["psnr"]}
+        print(f"  {name} / CAREamics: train {r['vs_careamics']['train']:.2f}x, predict "
+              f"{r['vs_careamics']['predict_tiled']:.2f}x (its tiled) "
+              + (f"{r['vs_careamics']['predict_whole']:.2f}x (its whole), " if r['vs_careamics']['predict_whole'] else "")
+              + f"PSNR {r['vs_careamics']['psnr_db']:+.2f} dB", flush=True)
     path = save_json(f"peer_careamics{'_smoke' if args.smoke else ''}{args.tag}.json", results)
     if not args.smoke:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
