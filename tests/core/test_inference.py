@@ -140,6 +140,22 @@ def test_receptive_field_is_what_a_gradient_sees():
         assert int(rows.max() - rows.min() + 1) == g.receptive_field()
 
 
+def test_resnet_receptive_field_is_what_a_gradient_sees():
+    from napari_gan.core.inference import overlap_for
+    from napari_gan.core.models.resnet import ResNetGenerator
+
+    for blocks in (0, 2, 6):
+        g = ResNetGenerator(1, 1, 4, blocks)
+        for p in g.parameters():
+            torch.nn.init.uniform_(p, 0.01, 0.02)
+        for pos in (128, 129):      # both alignments to the 1/4-resolution grid
+            x = torch.zeros(1, 1, 256, 256, requires_grad=True)
+            g(x)[0, 0, pos, pos].backward()
+            rows = (x.grad[0, 0].abs() > 0).any(dim=1).nonzero()
+            assert int(rows.max() - rows.min() + 1) == g.receptive_field()
+    assert overlap_for(ResNetGenerator(1, 1, 32, 6)) == 64     # CycleGAN's default: field 121
+
+
 def test_automatic_tiles_predict_a_plane_that_fits_whole(monkeypatch):
     """A plane that fits in memory is one tile without margins: exactly the untiled network;
     one that does not is tiled with an overlap of half the receptive field, without seams."""

@@ -59,3 +59,43 @@ def test_export_refusals_are_notifications(qtbot, gen_widget, pix2pix_models, tm
     wait_export(qtbot, panel)
     assert any("author" in m.lower() for m in notes.errors()), notes.errors()
     assert not model.with_suffix(".zip").exists()
+
+
+def tiny_cyclegan(path):
+    """A CycleGAN model file (ResNet generators with random weights, per-image normalisation)."""
+    import torch
+
+    from napari_gan.core import checkpoint
+    from napari_gan.core.families.cyclegan import ARCHITECTURE, CycleGANConfig, build_generator
+
+    cfg = CycleGANConfig(width=4, blocks=1, patch=16, disc_layers=1)
+    torch.manual_seed(0)
+    # far above 0: random weights give outputs of either sign, and bioimage.io needs a positive maximum
+    norm = {key: {"low": [1000.0], "high": [1100.0], "percentiles": [0.5, 99.8], "per_image": True} for key in "ab"}
+    return checkpoint.save_model(path, "cyclegan", {k: getattr(cfg, k) for k in ARCHITECTURE},
+                                 {"generator_a2b": build_generator(cfg), "generator_b2a": build_generator(cfg)},
+                                 norm, step=0, training={})
+
+
+def test_export_of_a_cyclegan_direction(qtbot, gen_widget, pix2pix_models, tmp_path, notes):
+    model = tiny_cyclegan(tmp_path / "cg.safetensors")
+    gen_widget.model_path.value = model
+    panel = gen_widget.export_panel
+    panel.toggle.value = True
+    assert panel.option_values() == {"direction": "a2b"}                       # declared once, in the family
+    assert panel.package_name.value == "napari-gan CycleGAN A to B"
+    panel.option_fields["cyclegan"][0].widget.value = "b2a"
+    assert panel.package_name.value == "napari-gan CycleGAN B to A"             # defaults follow the direction
+    panel.output.value = tmp_path / "b2a.zip"
+    panel.authors.value = "Ada Lovelace"
+    before = model.read_bytes()
+    panel.button.native.click()
+    wait_export(qtbot, panel)
+    assert not notes.errors(), notes.errors()
+    with zipfile.ZipFile(tmp_path / "b2a.zip") as z:
+        assert "napari_gan_resnet.py" in z.namelist()
+        assert "direction: b2a" in z.read("rdf.yaml").decode()
+    assert model.read_bytes() == before
+
+    gen_widget.model_path.value = pix2pix_models["denoise"]                   # no direction for Pix2Pix
+    assert panel.option_values() == {}

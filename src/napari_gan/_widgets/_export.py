@@ -1,5 +1,7 @@
 """The "Export to BioImage Model Zoo" section of Generate Data: the fields of
-``napari-gan export``, run in a worker, ending in a notification with the package's path."""
+``napari-gan export``, run in a worker, ending in a notification with the package's path.
+The settings a family adds to applying its models (CycleGAN's direction) are fields here too,
+built from their declarations, as the command line's options are."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Callable
 from magicgui.widgets import CheckBox, Container, FileEdit, Label, LineEdit, PushButton
 
 from ._common import InputError, notify_error, notify_info, user_message
+from ._fields import Field, make_field
 from ._workers import Failure, start_job
 
 
@@ -29,10 +32,16 @@ class ExportPanel(Container):
         self.cite = LineEdit(label="Cite", tooltip="DOIs or web addresses separated by ';' (optional)")
         self.test_input = FileEdit(label="Test input", mode="r", filter="TIFF (*.tif *.tiff)",
                                    tooltip="Optional TIFF; default: a synthetic image in the input's range")
+        # the chosen model's family's own apply settings (e.g. direction), by family name
+        self.option_fields: dict[str, list[Field]] = {}
+        self.family_name: str | None = None
+        self.option_box = Container(widgets=[])
+        self.option_box.margins = (0, 0, 0, 0)
         self.button = PushButton(text="Export")
         self.message = Label(value="")
-        self.fields = Container(widgets=[self.output, self.package_name, self.package_description, self.authors,
-                                         self.license, self.cite, self.test_input, self.button, self.message],
+        self.fields = Container(widgets=[self.output, self.option_box, self.package_name, self.package_description,
+                                         self.authors, self.license, self.cite, self.test_input, self.button,
+                                         self.message],
                                 visible=False)
         super().__init__(labels=False, widgets=[self.toggle, self.fields])
         self.margins = (0, 0, 0, 0)
@@ -41,10 +50,39 @@ class ExportPanel(Container):
         self.button.changed.connect(self.export)
         self.running = False
         self.last_package: Path | None = None
+        self._defaults: tuple[str, str] = ("", "")   # the name and description filled in last
 
     def _on_show(self, shown: bool) -> None:
         self.fields.visible = bool(shown)
         if shown and not self.package_name.value:
+            self.fill_defaults()
+
+    def show_family(self, family) -> None:
+        """Show the fields of the settings ``family`` adds to applying its models (none for
+        None): they choose what is exported."""
+        from ..core.families import own_apply_settings
+
+        name = family.name if family is not None else None
+        if name is not None and name not in self.option_fields:
+            fields = [f for f in (make_field(d) for d in own_apply_settings(family)) if f is not None]
+            for f in fields:
+                f.widget.changed.connect(self._refill_defaults)
+                self.option_box.append(f.widget)
+            self.option_fields[name] = fields
+        for family_name, fields in self.option_fields.items():
+            for f in fields:
+                f.widget.visible = family_name == name
+        self.family_name = name
+        self._refill_defaults()
+
+    def option_values(self) -> dict:
+        """The values of the shown family settings (e.g. ``{"direction": "b2a"}``)."""
+        return {f.name: f.get() for f in self.option_fields.get(self.family_name, [])}
+
+    def _refill_defaults(self, *_args) -> None:
+        """A name and description still at their defaults follow the chosen model and options."""
+        if self.toggle.value and (self.package_name.value, self.package_description.value) == self._defaults:
+            self.package_name.value = self.package_description.value = ""
             self.fill_defaults()
 
     def fill_defaults(self) -> None:
@@ -52,11 +90,13 @@ class ExportPanel(Container):
         from ..core.export import default_texts
 
         try:
-            name, description = default_texts(self._model_path())
+            name, description = default_texts(self._model_path(), self.option_values())
         except Exception:  # noqa: BLE001 - no model chosen yet: the fields stay empty
+            self._defaults = ("", "")
             return
         self.package_name.value = self.package_name.value or name
         self.package_description.value = self.package_description.value or description
+        self._defaults = (name, description)
 
     @staticmethod
     def _text(value) -> str:
@@ -73,7 +113,8 @@ class ExportPanel(Container):
         return dict(model_path=self._model_path(), output_zip=Path(output).expanduser(),
                     name=self.package_name.value, description=self.package_description.value,
                     authors=self.authors.value,
-                    license=self.license.value.strip(), cite=cite, test_input=test_input)
+                    license=self.license.value.strip(), cite=cite, test_input=test_input,
+                    options=self.option_values())
 
     def export(self, *_args) -> bool:
         if self.running:

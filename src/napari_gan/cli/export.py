@@ -9,6 +9,8 @@ FORMATS = ("bioimageio",)   # core.export.FORMATS, named here so building the pa
 
 
 def add_parser(sub) -> None:
+    from ..core import settings
+
     p = sub.add_parser(
         "export", help="export a model as a bioimage.io model package (.zip) for the BioImage Model Zoo",
         description="Write a bioimage.io model package (spec 0.5): TorchScript and PyTorch state_dict "
@@ -26,22 +28,43 @@ def add_parser(sub) -> None:
     p.add_argument("--cite", action="append", default=[], metavar="DOI_OR_URL",
                    help="a DOI or web address to cite (repeatable; the method's paper is always cited)")
     p.add_argument("--test-input", type=Path, metavar="TIFF",
-                   help="test image (Pix2Pix; its first plane, cropped to a valid size; default: a deterministic synthetic "
-                        "image, as model files do not store their training data)")
+                   help="test image (Pix2Pix, CycleGAN; its first plane, cropped to a valid size; default: a "
+                        "deterministic synthetic image, as model files do not store their training data)")
     p.add_argument("--cover", type=Path, metavar="IMAGE",
                    help="cover image, .png/.jpg/.gif (default: test input and output side by side)")
     p.add_argument("--no-check", action="store_true",
                    help="do not run bioimage.io's own test of the written package")
+    groups = {}
+    for family, d in family_export_settings():   # e.g. --direction, for CycleGAN models
+        if family.name not in groups:
+            groups[family.name] = p.add_argument_group(f"{family.title} models")
+        settings.add_arguments(groups[family.name], family.apply_settings, only=(d.name,))
     p.set_defaults(func=export)
+
+
+def family_export_settings() -> list:
+    """The apply settings families add to the shared ones (CycleGAN's direction): they choose
+    what is exported. Each declared once by name: ``[(family, declared)]``."""
+    from ..core import families
+
+    seen, out = set(), []
+    for family in families.all_families():
+        for d in families.own_apply_settings(family):
+            if d.name not in seen:
+                seen.add(d.name)
+                out.append((family, d))
+    return out
 
 
 def export(args) -> int:
     from ..core import export as core_export
+    from ..core import settings
     from ..core.errors import NapariGanError
 
+    options = {d.name: settings.check_value(d, getattr(args, d.name)) for _, d in family_export_settings()}
     name, description = args.name, args.description
     if name is None or description is None:
-        default_name, default_description = core_export.default_texts(args.model)
+        default_name, default_description = core_export.default_texts(args.model, options)
         name = default_name if name is None else name
         description = default_description if description is None else description
     try:   # bioimageio logs through loguru; the command prints its own progress
@@ -57,7 +80,7 @@ def export(args) -> int:
 
     path = core_export.export_bioimageio(
         args.model, args.output, name, description, args.authors, args.license, args.cite,
-        test_input=args.test_input, cover=args.cover, progress=progress)
+        test_input=args.test_input, cover=args.cover, progress=progress, options=options)
     print(f"bioimage.io package written: {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
     if args.no_check:
         return 0

@@ -8,7 +8,8 @@ has to name a family:
 * ``apply_mode``: ``"image"`` (restores or translates an input image: ``predict``) or
   ``"noise"`` (generates images from Gaussian noise: ``generate``);
 * ``plot``: the losses and metrics its live plot shows;
-* ``make_config``, ``make_trainer``, ``load_applier``, ``describe``: the calls behind them.
+* ``make_config``, ``make_trainer``, ``load_applier``, ``describe``: the calls behind them;
+* ``bioimageio_exporter``: how its models become bioimage.io packages (``napari-gan export``).
 
 A new family is one module that defines a :class:`Family` subclass and calls
 :func:`register`; :func:`all_families` is what the faces iterate.
@@ -26,6 +27,7 @@ from ..errors import NapariGanError
 if TYPE_CHECKING:
     import torch
 
+    from ..export import Exporter
     from ..training.base import Budget, Trainer
 
 BUILTIN = ("pix2pix", "stylegan2", "cyclegan")
@@ -138,6 +140,14 @@ class Family:
         """How many output pixels per input pixel along Y and X (super-resolution)."""
         return 1
 
+    # ------------------------------------------------------------------ exporting
+    def bioimageio_exporter(self) -> "Exporter | None":
+        """How models of this family become bioimage.io packages (an
+        :class:`~napari_gan.core.export.Exporter`), or None where they cannot. Families import
+        their exporter inside this method, so importing a family imports neither the export
+        code nor bioimage.io."""
+        return None
+
 
 def stored_config(header) -> dict:
     """Every configuration value a file holds: its training record, then its architecture."""
@@ -194,10 +204,12 @@ def for_header(header) -> Family:
 
 @dataclass
 class Images:
-    """Training images of one input: (C, H, W) planes (possibly memory-mapped) and names."""
+    """Training images of one input: (C, H, W) planes (possibly memory-mapped), names, and for
+    class-conditional training the class name of each plane (empty: no classes)."""
 
     planes: list = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
 
 
 def images_from_files(family: Family, paths: dict, channels: int = 1, axes: str | None = None,
@@ -275,6 +287,16 @@ def open_model(path, mode: str | None = None, device: str = "auto", amp: bool = 
                              f"'napari-gan {MODE_COMMANDS[family.apply_mode]}' (or Generate Data in napari).")
     extra = applier_options(family, options or {}, f"'{header.path}'")
     return family, header, family.load_applier(header, device, amp=amp, **extra)
+
+
+def own_apply_settings(family: Family) -> list:
+    """The apply settings ``family`` declares beyond those every family of its apply mode
+    shares (e.g. CycleGAN's direction): the extra arguments of its ``load_applier``, which
+    also choose what an export packages."""
+    from .. import settings
+
+    shared = {d.name for d in settings.declared(Family.apply_settings.fget(family))}
+    return [d for d in settings.declared(family.apply_settings) if d.name not in shared]
 
 
 def applier_options(family: Family, options: dict, model: str = "this model") -> dict:

@@ -89,7 +89,8 @@ class CycleGANConfig:
     cycle_weight: float = setting(10.0, "weight of the cycle loss (A -> B -> A and B -> A -> B, L1)",
                                   min=0, max=1e6, advanced=True, label="Cycle weight")
     identity_weight: float = setting(0.5, "weight of the identity loss (a2b(B) = B, b2a(A) = A) as a fraction "
-                                     "of the cycle weight; 0: off", min=0, max=1e3, advanced=True,
+                                     "of the cycle weight; 0: off (for a change of stain or modality, where "
+                                     "the output should not look like the input)", min=0, max=1e3, advanced=True,
                                      label="Identity weight")
     pool_size: int = setting(50, "translated images kept per discriminator, which learns from this history "
                              "(0: from the latest only)", min=0, max=10_000, advanced=True, label="Image pool")
@@ -657,6 +658,11 @@ class CycleGANFamily(Family):
         cfg = stored_config(header)
         net = cfg.get("generator", "resnet")
         return f"CycleGAN A <-> B translation ({net} generators), {cfg.get('channels', 1)} channel(s)"
+
+    def bioimageio_exporter(self):
+        from ..export import CycleGANExporter
+
+        return CycleGANExporter()
 
 
 register(CycleGANFamily())

@@ -438,5 +438,10 @@ class Pix2PixFamily(Family):
     def output_scale(self, cfg) -> int:
         return int(cfg.scale)
 
+    def bioimageio_exporter(self):
+        from ..export import Pix2PixExporter
+
+        return Pix2PixExporter()
+
 
 register(Pix2PixFamily())

@@ -396,7 +396,7 @@ def plane_classes(images, cfg: StyleGAN2Config) -> tuple[list[str], list[int]] |
             raise NapariGanError(f"{len(unlisted)} training image(s) have no class in '{cfg.labels}': {shown}.")
         per_plane = [mapping[f.name] for f in files]
     else:
-        per_plane = getattr(images, "classes", None)
+        per_plane = images.classes
         if not per_plane:
             raise NapariGanError("Class-conditional training (--classes) needs the images of each class in "
                                  "their own sub-folder of --images (the sub-folder names are the class names), "
@@ -872,16 +872,19 @@ class StyleGAN2Family(Family):
         classes = f", classes {', '.join(map(str, names))}" if isinstance(names, list) and names else ""
         return "StyleGAN2 generator" + (f", {res}x{res} pixels" if res else "") + classes
 
+    def bioimageio_exporter(self):
+        from ..export import StyleGAN2Exporter
+
+        return StyleGAN2Exporter()
+
 
 class ClassedImages(Images):
     """Training images with the file of each plane and, when read from one sub-folder per
-    class, its class name (``classes``; empty otherwise). A caller with classes from
-    elsewhere (a widget) may give any :class:`Images` a ``classes`` list of the same kind."""
+    class, its class name (``classes``; empty otherwise)."""
 
     def __init__(self, planes=None, names=None, files=None, classes=None):
-        super().__init__(list(planes or []), list(names or []))
+        super().__init__(list(planes or []), list(names or []), list(classes or []))
         self.files: list[Path] = list(files or [])
-        self.classes: list[str] = list(classes or [])
 
 
 register(StyleGAN2Family())

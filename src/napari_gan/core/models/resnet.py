@@ -85,6 +85,13 @@ class ResNetGenerator(nn.Module):
                 self.head[1].weight.mul_(0.1)
                 self.head[1].bias.zero_()
 
+    def receptive_field(self) -> int:
+        """Input pixels (per side, full width) that can influence one output pixel: the 7x7
+        stem and head widen it by 6 each, the strided convolutions by 2 and 4, each residual
+        block by 2 * 2 * 4 (two 3x3 convolutions at 1/4 resolution), the upsampling
+        convolutions by 4 and 2."""
+        return 1 + 6 + 2 + 4 + 16 * len(self.blocks) + 4 + 2 + 6
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         m = self.multiple   # and at least 2 pixels in the residual blocks (their reflection padding)
