@@ -46,3 +46,12 @@ def test_gpu_suite_smoke_on_cpu():
     assert not [row for row in r["rows"] if "error" in row]
     assert {row["family"] for row in r["rows"]} == {"pix2pix", "inference"}
     assert "Pix2Pix training" in out
+
+
+def test_live_preview_smoke(tmp_path):
+    out = _run("live_preview.py", "--threads", "1", "--scratch", str(tmp_path))
+    assert "first pixels" in out
+    r = json.loads((BENCH / "out" / "live_preview_smoke.json").read_text())
+    row = r["rows"][0]
+    assert 0 < row["first_s"] <= row["full_s"] and row["tiles"] > 1
+    assert r["cpu"]["model"] and "load_average" in r

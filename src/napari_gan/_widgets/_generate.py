@@ -13,6 +13,10 @@ tile size and overlap, or number of images, seed and truncation, plus whatever a
 such as CycleGAN's direction), built by :mod:`._fields` exactly as the command line builds its
 options. The axes of the input layer are named (T, Z, C, Y, X) before anything is predicted, so
 the result keeps the layer's axes order and each axis keeps its own scale and translate.
+
+Lazy layers (dask, zarr, multiscale) are predicted tile by tile into an OME-Zarr store shown
+while it fills (:mod:`._lazy`); the "Live" toggle restores the part of the layer in view as
+the user pans and zooms (:mod:`._live`).
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 from ._common import (
     InputError, contrast_limits, device_choices, image_layer_data, labelled_channel_axis, layer_choices,
     notify_error, notify_info, notify_warning, physical_pixel_size, placement, placement_by_axes,
-    spatial_scale, user_message,
+    refresh_choices, spatial_scale, user_message,
 )
 from ._fields import SettingFields, align_labels
+from ._lazy import LazyResults, LazyStore, finish_lazy, is_lazy_layer, lazy_predict_job
+from ._live import LivePreview
 from ._workers import Failure, ProgressRelay, start_job
 
 if TYPE_CHECKING:
@@ -45,6 +51,7 @@ if TYPE_CHECKING:
 TIFF_SUFFIXES = (".tif", ".tiff")
 BUTTON_TEXT = {"image": "Predict", "noise": "Generate", None: "Generate"}
 AUTO_AXIS = -1
+MIXED_CLASSES = "mixed: image i of class i mod the number of classes"
 
 
 @dataclass
@@ -124,8 +131,14 @@ class GenerateWidget(QWidget):
         self.model_path = FileEdit(label="Model", mode="r", filter="napari-gan model (*.safetensors)",
                                    tooltip="A model.safetensors file, or a training run folder")
         self.model_info = Label(value="Choose a model file or a run folder.")
-        self.input_layer = ComboBox(label="Input", choices=lambda _w: layer_choices(self.viewer), nullable=True,
-                                    tooltip="2D image, Z/T stack, or an image with a channel axis")
+        self.input_layer = ComboBox(label="Input", nullable=True,
+                                    choices=lambda _w: layer_choices(self.viewer, labels_first=self.takes_labels),
+                                    tooltip="2D image, Z/T stack, or an image with a channel axis; a model of "
+                                            "images from label images takes a Labels layer")
+        self.class_names: list[str] = []      # of the chosen model (class-conditional models)
+        self.class_name = ComboBox(label="Class", choices=self._class_choices, value=None,
+                                   tooltip="Class-conditional models: the class of the generated images")
+        self.class_box = Container(widgets=[self.class_name], visible=False)
         self.channel_axis = ComboBox(
             label="Channel axis", choices=self._channel_axis_choices, value=AUTO_AXIS,
             tooltip="The axis of the input layer that holds the channels of a multi-channel model; auto: the "
@@ -134,7 +147,8 @@ class GenerateWidget(QWidget):
         self.show_advanced = CheckBox(text="Show advanced settings", value=False)
         self.save = CheckBox(text="Save result as TIFF", value=False)
         self.save_path = FileEdit(label="Save to", mode="w", filter="TIFF (*.tif *.tiff)", visible=False,
-                                  tooltip="A .tif file, or a folder (the file is named after the new layer)")
+                                  tooltip="A .tif file, an .ome.zarr folder name, or a folder (the file is named after "
+                                          "the new layer)")
         self.model_box = Container(widgets=[self.model_path, self.model_info])
         self.layer_box = Container(widgets=[self.input_layer, self.channel_axis])
         self.device_box = Container(widgets=[self.device])
@@ -146,7 +160,7 @@ class GenerateWidget(QWidget):
         self.form = Container(labels=False, widgets=[self.model_box, self.image_box, self.noise_box, self.device_box,
                                                       self.show_advanced, self.advanced, self.save, self.save_box])
         for c in (self.model_box, self.layer_box, self.device_box, self.save_box, self.image_box,
-                  self.noise_box, self.advanced):
+                  self.noise_box, self.advanced, self.class_box):
             c.margins = (0, 0, 0, 0)
         self._fields: dict[type, SettingFields] = {}
         self._current: SettingFields | None = None
@@ -155,6 +169,7 @@ class GenerateWidget(QWidget):
 
         self._add_fields(PredictSettings, "image")
         self._add_fields(GenerateSettings, "noise")
+        self.noise_box.append(self.class_box)
 
         self.run_button = PushButton(text="Generate")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -184,6 +199,10 @@ class GenerateWidget(QWidget):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.relay.progressed.connect(self._on_progress)
+        self.lazy = LazyResults(self.viewer)
+        self.relay.progressed.connect(self.lazy.refresh)
+        self.live = LivePreview(self)          # the "Live" toggle: follows the view (image models)
+        self.image_box.insert(1, self.live.toggle)
         self.destroyed.connect(lambda *_args, cancel=self._cancel: cancel.set())   # widget closed: stop work
         events = self.viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
@@ -200,7 +219,7 @@ class GenerateWidget(QWidget):
         self.advanced.append(fields.advanced)
         self._fields[cls] = fields
         align_labels(self.model_box, self.layer_box, *(f.basic for f in self._fields.values()), self.device_box,
-                     *(f.advanced for f in self._fields.values()), self.save_box)
+                     *(f.advanced for f in self._fields.values()), self.save_box, self.class_box)
         return fields
 
     def fields_for(self, family: "Family") -> SettingFields:
@@ -218,8 +237,32 @@ class GenerateWidget(QWidget):
         return self._current.widget(name)
 
     def values(self) -> dict[str, Any]:
-        """The shown apply settings (automatic ones None)."""
-        return self._current.values()
+        """The shown apply settings (automatic ones None), with the class of a class-conditional model."""
+        values = self._current.values()
+        if self.class_names:
+            values["class_name"] = self.class_name.value
+        return values
+
+    @property
+    def takes_labels(self) -> bool:
+        """Whether the chosen model makes images from label images (Pix2Pix task "labels")."""
+        from ..core.families import stored_config
+
+        return self.header is not None and stored_config(self.header).get("task") == "labels"
+
+    def _class_choices(self, _widget=None) -> list[tuple[str, str | None]]:
+        return [(MIXED_CLASSES, None)] + [(n, n) for n in self.class_names]
+
+    def _show_classes(self, header: "Header | None") -> None:
+        """The class picker of a class-conditional model: its stored class names, and a mix."""
+        from ..core.families import stored_config
+
+        names = [str(n) for n in (stored_config(header).get("class_names") or [])] if header is not None else []
+        kept = self.class_name.value if self.class_name.value in names else None
+        self.class_names = names
+        self.class_name.reset_choices()
+        self.class_name.value = kept
+        self.class_box.visible = bool(names)
 
     @property
     def tile(self):
@@ -310,6 +353,9 @@ class GenerateWidget(QWidget):
         self.image_box.visible = mode != "noise"
         self.noise_box.visible = mode == "noise"
         self._show_fields(self.fields_for(family) if family is not None else self._fields[PredictSettings])
+        self.export_panel.show_family(family)
+        self._show_classes(header if mode == "noise" else None)
+        refresh_choices(self.input_layer)       # a labels model lists Labels layers first
         self.channel_axis.visible = header is not None and _model_channels(stored_config(header)) > 1
         self.run_button.text = BUTTON_TEXT[mode]
 
@@ -362,6 +408,7 @@ class GenerateWidget(QWidget):
         file, and never a file napari-gan did not write (the same rules as the command line)."""
         from ..core import checkpoint
         from ..core.io import check_output
+        from ..core.zarr_io import check_zarr_output, is_zarr_path
 
         if not self.save.value:
             return None
@@ -369,9 +416,10 @@ class GenerateWidget(QWidget):
         if value in ("", "."):
             raise InputError("'Save result as TIFF' is ticked but no file or folder is given in 'Save to'.")
         target = Path(value).expanduser()
-        if target.suffix.lower() not in TIFF_SUFFIXES:
+        if target.suffix.lower() not in TIFF_SUFFIXES and not is_zarr_path(target):
             if target.suffix:
-                raise InputError(f"'{target.name}' is not a TIFF name; use .tif, or give a folder.")
+                raise InputError(f"'{target.name}' is not a TIFF name (nor an OME-Zarr one); use .tif or "
+                                 ".ome.zarr, or give a folder.")
             target = target / f"{safe_filename(layer_name)}.tif"
         run = Path(header.path).parent
         protected = [(header.path, "the model file")]
@@ -380,6 +428,8 @@ class GenerateWidget(QWidget):
         source = getattr(getattr(layer, "source", None), "path", None)
         if source:
             protected.append((source, f"the file of the layer '{layer.name}'"))
+        if is_zarr_path(target):
+            return check_zarr_output(target, protected, option="'Save to'")
         return check_output(target, protected, option="'Save to'")
 
     def _checked_values(self, family: "Family") -> dict[str, Any]:
@@ -429,7 +479,11 @@ class GenerateWidget(QWidget):
         stored = stored_config(header)
         channels = _model_channels(stored)
         layer = self.input_layer.value
-        image = image_layer_data(layer, "input", grayscale=channels == 1)
+        labels = self.takes_labels
+        image = image_layer_data(layer, "input", grayscale=channels == 1, labels=labels)
+        if labels and isinstance(image, np.ndarray) and not image.any():   # (cheap in memory; lazy: in the job)
+            raise InputError(f"'{layer.name}' has no objects (every pixel is 0, background); draw or choose a "
+                             "label image with at least one object.")
         shape = tuple(int(n) for n in image.shape)
         channel_axis = self._resolve_channel_axis(layer, shape, channels)
         values = self._checked_values(family)
@@ -439,11 +493,12 @@ class GenerateWidget(QWidget):
             axes = None
         factor = family.output_scale(family.config_from_header(header))
         what = f"x{factor}" if factor > 1 else "denoised" if stored.get("task") == "denoise" else family.name
+        what = "image" if labels else what
         own = _split_values(family, values, _shared_names(family))[1]
         what += "".join(f" {v}" for v in own.values() if isinstance(v, str))     # e.g. CycleGAN's direction
         name = f"{layer.name} {what}"
         kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path), "napari_gan_settings": values}}
-        kwargs["colormap"] = layer.colormap.name if not layer.rgb else "gray"
+        kwargs["colormap"] = "gray" if labels or layer.rgb else layer.colormap.name
         save_path = self._save_target(name, header, layer)
         save = None
         if save_path is not None:
@@ -454,7 +509,7 @@ class GenerateWidget(QWidget):
         else:
             planes = math.prod(shape[:-2]) // channels
         return GenerationPlan(
-            job=_predict_job,
+            job=lazy_predict_job if is_lazy_layer(layer) and not labels else _predict_job,
             args=(family, header, self.device.value, image, channel_axis, axes, values, self._cancel.is_set,
                   self.relay, save, f"'{layer.name}'"),
             layer_name=name, layer_kwargs=kwargs, save_path=save_path, total=max(1, planes),
@@ -465,6 +520,8 @@ class GenerateWidget(QWidget):
         values = self._checked_values(family)
         n, seed, psi = int(values["n"]), int(values["seed"]), float(values["truncation"])
         name = f"{header.path.parent.name or family.name} generated (seed {seed})"
+        if values.get("class_name"):
+            name = name.replace(" (seed", f" {values['class_name']} (seed")
         kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path), "seed": seed,
                                                "truncation": psi, "napari_gan_settings": values},
                                   "colormap": "gray"}
@@ -503,7 +560,9 @@ class GenerateWidget(QWidget):
         self.status.value = f"{done}/{total} done"
 
     def _on_message(self, message) -> None:
-        if isinstance(message, Notice):
+        if isinstance(message, LazyStore):
+            self.lazy.show(message, self._plan)
+        elif isinstance(message, Notice):
             notify_warning(message.message)
         elif isinstance(message, str):
             self.status.value = message
@@ -515,6 +574,9 @@ class GenerateWidget(QWidget):
         self.run_button.enabled = True
         self.cancel_button.enabled = False
         plan = self._plan
+        if plan is not None and plan.job is lazy_predict_job:
+            finish_lazy(self, result)
+            return
         if isinstance(result, Failure):
             if isinstance(result.error, InterruptedError):
                 self.status.value = "Cancelled; no layer was added."
@@ -543,7 +605,10 @@ class GenerateWidget(QWidget):
 
 def _model_channels(stored: dict) -> int:
     """Input channels of a model from its stored configuration (``in_channels``, or
-    ``channels`` for families whose images have the same channels in and out)."""
+    ``channels`` for families whose images have the same channels in and out); one label
+    image for a model of images from label images (its encoding is the model's business)."""
+    if stored.get("task") == "labels":
+        return 1
     for key in ("in_channels", "channels"):
         if key in stored:
             try:
@@ -665,13 +730,15 @@ def _generate_job(family, header, device, values, cancel, relay, save_path):
     n, seed, truncation = int(common["n"]), int(common["seed"]), float(common["truncation"])
     generator = family.load_applier(header, device, **amp, **own)
     latents = generator.latents(n, seed)
+    classes = _image_classes(generator, n, common.get("class_name"))
     yield (f"Generating {n} image(s) of {generator.resolution}x{generator.resolution} "
            f"on {generator.device_name} ...")
     chunks, step = [], max(1, generator.batch)
     for start in range(0, n, step):
         if cancel():
             raise InterruptedError("generation cancelled")
-        chunks.append(generator.generate_from_latents(latents[start:start + step], truncation))
+        chunk_classes = None if classes is None else classes[start:start + step]
+        chunks.append(generator.generate_from_latents(latents[start:start + step], truncation, chunk_classes))
         relay.progressed.emit(min(start + step, n), n)
     images = np.concatenate(chunks)
     if save_path is not None:
@@ -680,3 +747,11 @@ def _generate_job(family, header, device, values, cancel, relay, save_path):
     if generator.channels > 1:
         return Outcome(images, [contrast_limits(c) for c in np.moveaxis(images, 1, 0)], channel_axis=1)
     return Outcome(images, contrast_limits(images))
+
+
+def _image_classes(generator, n: int, class_name: str | None) -> list[str] | None:
+    """The class of each of ``n`` images (all ``class_name``, or the mix of
+    ``ImageGenerator.class_indices``), so that batches do not restart the mix; None for an
+    unconditional model (which refuses a class)."""
+    indices = generator.class_indices(n, class_name)
+    return None if indices is None else [generator.class_names[int(k)] for k in indices]
