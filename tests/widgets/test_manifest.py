@@ -15,7 +15,8 @@ def test_manifest_is_valid_and_shipped_in_the_package():
     manifest = PluginManifest.from_file(ROOT / "napari.yaml")
     assert manifest.name == "napari-gan"
     assert all(c.id.startswith("napari-gan.") for c in manifest.contributions.commands)
-    assert {w.display_name for w in manifest.contributions.widgets} == {"Train", "Generate Data"}
+    assert {w.display_name for w in manifest.contributions.widgets} == {
+        "Train", "Generate Data", "Project Image", "Synthetic Data Set"}
     assert {s.key for s in manifest.contributions.sample_data} == {"noisy_clean", "low_high", "nuclei"}
     shipped = ROOT / "src" / "napari_gan" / "napari.yaml"
     assert shipped.read_text() == (ROOT / "napari.yaml").read_text()
@@ -31,18 +32,22 @@ def test_npe2_validate_passes():
 
 def test_importing_what_napari_loads_does_not_import_torch():
     code = ("import sys, napari_gan, napari_gan._sample_data, napari_gan._widgets._train, "
-            "napari_gan._widgets._generate; assert 'torch' not in sys.modules, 'torch imported'")
+            "napari_gan._widgets._generate, napari_gan._widgets._project, napari_gan._widgets._synthesize; assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
 def test_widgets_load_from_the_manifest(viewer):
-    from napari_gan._widgets import GenerateWidget, TrainWidget
+    from napari_gan._widgets import GenerateWidget, ProjectWidget, SynthesizeWidget, TrainWidget
 
     _, train = viewer.window.add_plugin_dock_widget("napari-gan", "Train")
     _, generate = viewer.window.add_plugin_dock_widget("napari-gan", "Generate Data")
+    _, project = viewer.window.add_plugin_dock_widget("napari-gan", "Project Image")
+    _, synthesize = viewer.window.add_plugin_dock_widget("napari-gan", "Synthetic Data Set")
     assert isinstance(train, TrainWidget)
     assert isinstance(generate, GenerateWidget)
+    assert isinstance(project, ProjectWidget)
+    assert isinstance(synthesize, SynthesizeWidget)
     assert train.device.value == "auto" and "auto:" in train.device.native.currentText()
 
 

@@ -323,3 +323,19 @@ def test_lazy_and_multiscale_layers_are_read_in_the_worker(qtbot, viewer, train_
     assert train_widget.last_event.kind == "done"
     assert read_on_gui_thread and not any(read_on_gui_thread)
     assert viewer.layers["noisy preview"].data.ndim == 2
+
+
+def test_previews_are_rate_limited_but_the_last_is_always_shown(train_widget, monkeypatch):
+    """Each preview redraws napari's canvas (seconds of CPU with software OpenGL): the first one
+    shows at once, later ones at most every PREVIEW_INTERVAL_S, the final one always."""
+    from napari_gan._widgets import _train
+
+    clock = [100.0]
+    monkeypatch.setattr(_train.time, "monotonic", lambda: clock[0])
+    assert train_widget._preview_due(final=False)
+    train_widget._preview_shown_at = clock[0]
+    clock[0] += _train.PREVIEW_INTERVAL_S / 2
+    assert not train_widget._preview_due(final=False)
+    assert train_widget._preview_due(final=True)
+    clock[0] += _train.PREVIEW_INTERVAL_S / 2
+    assert train_widget._preview_due(final=False)

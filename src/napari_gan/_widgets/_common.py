@@ -71,33 +71,71 @@ def data_layers(viewer: "napari.Viewer") -> list:
     return [layer for layer in viewer.layers if isinstance(layer, (Image, Labels))]
 
 
-def layer_choices(viewer: "napari.Viewer", exclude_previews: bool = True) -> list[tuple[str, object]]:
+def layer_choices(viewer: "napari.Viewer", exclude_previews: bool = True,
+                  labels_first: bool = False) -> list[tuple[str, object]]:
+    """(name, layer) of the Image and Labels layers; ``labels_first``: for an input that takes
+    label images, Labels layers come first."""
     layers = data_layers(viewer)
     if exclude_previews:
         layers = [lay for lay in layers if not lay.metadata.get("napari_gan_preview")]
+    if labels_first:
+        layers = sorted(layers, key=lambda layer: not is_labels_layer(layer))   # stable: the order is kept
     return [(layer.name, layer) for layer in layers]
 
 
-def image_layer_data(layer, role: str, grayscale: bool = True):
+def refresh_choices(combo) -> None:
+    """Reset a layer picker's choices *in their new order* (magicgui keeps the items it has
+    where they are and appends new ones), keeping its value when it is still offered."""
+    value = combo.value
+    with combo.changed.blocked():       # the same value again is no change for listeners
+        combo.native.clear()
+        combo.reset_choices()
+        if value is not None and any(value is choice for choice in combo.choices):
+            combo.value = value
+    if combo.value is not value:
+        combo.changed.emit(combo.value)
+
+
+def is_labels_layer(layer) -> bool:
+    from napari.layers import Labels
+
+    return isinstance(layer, Labels)
+
+
+def image_layer_data(layer, role: str, grayscale: bool = True, labels: bool = False):
     """The pixels of an image layer after the cheap checks every widget needs: the layer's
     own array (level 0 of a multiscale layer), never converted here, so that dask or zarr
-    data are only read in the worker."""
+    data are only read in the worker. ``labels``: the role takes label images (integer ids):
+    a Labels layer or an integer image layer, never a float image."""
     from napari.layers import Image, Labels
 
     if layer is None:
-        raise InputError(f"No {role} layer chosen; open an image (or a sample from File > Open Sample) "
+        what = "labels" if labels else role
+        raise InputError(f"No {what} layer chosen; open an image (or a sample from File > Open Sample) "
                          "and pick it in the widget.")
-    if isinstance(layer, Labels):
+    if isinstance(layer, Labels) and not labels:
         raise InputError(f"'{layer.name}' is a labels layer; the {role} must be an image layer.")
-    if not isinstance(layer, Image):
+    if not isinstance(layer, (Image, Labels)):
         raise InputError(f"'{layer.name}' is not an image layer.")
-    if grayscale and layer.rgb:
+    if labels and isinstance(layer, Image):
+        _check_label_image_layer(layer, role)
+    if grayscale and getattr(layer, "rgb", False):
         raise InputError(f"'{layer.name}' is an RGB image but a grayscale image is expected for the "
                          f"{role}; split the colour channels (right-click the layer > Split RGB).")
     data = layer.data[0] if layer.multiscale else layer.data
     if 0 in tuple(data.shape):
         raise InputError(f"'{layer.name}' is empty (shape {tuple(data.shape)}).")
     return data
+
+
+def _check_label_image_layer(layer, role: str) -> None:
+    """An image layer given where label images are expected must hold integer ids."""
+    dtype = np.dtype((layer.data[0] if layer.multiscale else layer.data).dtype)
+    if layer.rgb or dtype.kind not in "uib":
+        kind = "an RGB image" if layer.rgb else f"a {dtype} image"
+        raise InputError(f"'{layer.name}' is {kind}, but the {role} must be a label image (integer ids, "
+                         "0 = background): choose a Labels layer, or convert this one (right-click the "
+                         "layer > Convert to Labels) if its values are object ids.")
 
 
 def spatial_scale(layer) -> tuple[np.ndarray, np.ndarray]:
@@ -218,3 +256,21 @@ def device_choices() -> list[tuple[str, str]]:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         choices.append(("GPU: Apple MPS", "mps"))
     return choices
+
+
+# -------------------------------------------------------------------------- models
+def read_model(value):
+    """``(header, family)`` of the model file or run folder a FileEdit holds (only the
+    header is read, never the weights)."""
+    from pathlib import Path
+
+    from ..core import checkpoint, families
+
+    text = str(value).strip()
+    if text in ("", "."):
+        raise InputError("No model chosen; choose a model file (model.safetensors) or a training run folder.")
+    header = checkpoint.read_header(checkpoint.resolve_model_path(Path(text).expanduser()))
+    if header.role != "model":
+        raise InputError(f"'{header.path}' is a {header.role.replace('_', ' ')} file, not a model; choose "
+                         f"{checkpoint.MODEL_FILENAME} (or the run folder).")
+    return header, families.for_header(header)

@@ -14,18 +14,20 @@ state); pressed while the run is still being prepared, it cancels the run.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, Select
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
     InputError, PREVIEW_SUFFIX, contrast_limits, device_choices, image_layer_data, import_training_modules,
-    layer_choices, notify_error, notify_info, notify_warning, placement, spatial_scale, user_message,
+    is_labels_layer, layer_choices, notify_error, notify_info, notify_warning, placement, refresh_choices,
+    spatial_scale, user_message,
 )
 from ._fields import SettingFields, align_labels
 from ._plot import TrainingPlot
@@ -38,8 +40,14 @@ if TYPE_CHECKING:
 
 PROGRESS_TOTAL = 1000
 REFRESH_MS = 250   # display refresh while training
+#: least seconds between two preview updates: each one redraws napari's canvas, which costs
+#: seconds of CPU where OpenGL is software (remote desktops, Xvfb) and slowed training 2x
+PREVIEW_INTERVAL_S = 30.0
 INPUT_HINTS = ("noisy", "low", "input", "raw", "source")
 TARGET_HINTS = ("clean", "high", "target", "gt", "ground")
+LABELS_TASK = "labels"      # a family's "task" setting with this value takes label images as input
+CLASSES_SETTING = "classes"  # a family with this setting trains class-conditional models (StyleGAN2)
+CLASS_LIST_HEIGHT = 90
 CANCELLED = "cancelled"
 
 
@@ -52,6 +60,7 @@ class LayerInput:
     name: str
     role: str
     data: Any
+    class_name: str | None = None      # class-conditional training: the class of this layer's images
 
 
 @dataclass
@@ -72,7 +81,7 @@ class TrainRequest:
     out: Path
     resume: bool
     device: str
-    layers: dict[str, LayerInput]
+    layers: dict[str, LayerInput | list[LayerInput]]   # a list: layers chosen as classes
 
 
 @dataclass
@@ -109,17 +118,21 @@ class RunControl:
 
 # ------------------------------------------------------------------------ per family
 class FamilyForm:
-    """The layer pickers and the setting fields of one family."""
+    """The layer pickers and the setting fields of one family. ``choices(labels_first)`` lists
+    the layers a picker offers."""
 
-    def __init__(self, family: "Family", choices: Callable):
+    def __init__(self, family: "Family", choices: Callable[[bool], list]):
         self.family = family
+        self.settings = SettingFields(family.config_class)     # first: the task decides the pickers' choices
         self.pickers: dict[str, ComboBox] = {}
         for inp in family.inputs:
             tooltip = inp.help + (" (optional)" if inp.optional else "")
-            self.pickers[inp.name] = ComboBox(name=inp.name, label=inp.title, choices=choices, nullable=True,
+            offered = functools.partial(self._choices, choices, inp.name)
+            self.pickers[inp.name] = ComboBox(name=inp.name, label=inp.title, choices=offered, nullable=True,
                                               tooltip=tooltip)
-        self.inputs = Container(widgets=list(self.pickers.values()))
-        self.settings = SettingFields(family.config_class)
+        self.class_layers = self._class_picker(family, choices)
+        extra = [self.class_layers] if self.class_layers is not None else []
+        self.inputs = Container(widgets=[*self.pickers.values(), *extra])
         self.chosen_by_user: set[str] = set()      # never replaced by name guesses
         self.guessing = False
         for name, picker in self.pickers.items():
@@ -128,6 +141,37 @@ class FamilyForm:
     @property
     def sections(self) -> tuple[Container, Container]:
         return self.inputs, self.settings.basic
+
+    @staticmethod
+    def _class_picker(family: "Family", choices: Callable[[bool], list]) -> Select | None:
+        """For a family that learns classes: a list of layers, one per class (the layer names
+        are the class names), which then replace the family's first input."""
+        from ..core import settings
+
+        if CLASSES_SETTING not in {d.name for d in settings.declared(family.config_class)}:
+            return None
+        first = family.inputs[0].title
+        picker = Select(label="Classes", choices=lambda _w: [c for c in choices(False) if not is_labels_layer(c[1])],
+                        tooltip=f"Class-conditional model: select 2 or more layers, one per class (each layer's "
+                                f"name is its class name; Ctrl-click to select several). They replace "
+                                f"'{first}'. Leave empty for a model without classes.")
+        picker.native.setMaximumHeight(CLASS_LIST_HEIGHT)
+        return picker
+
+    def chosen_classes(self) -> list:
+        """The layers chosen as classes (in the viewer's order); empty: no classes."""
+        return list(self.class_layers.value) if self.class_layers is not None else []
+
+    def label_inputs(self) -> set[str]:
+        """The inputs that take label images now: with the task "labels" (Pix2Pix), the inputs
+        that are not the images they are paired with (the input and the validation input)."""
+        task = self.settings.fields.get("task")
+        if task is None or task.get() != LABELS_TASK:
+            return set()
+        return {inp.name for inp in self.family.inputs if not inp.paired_with}
+
+    def _choices(self, choices: Callable[[bool], list], name: str, _widget=None) -> list:
+        return choices(name in self.label_inputs())
 
     def show(self, visible: bool) -> None:
         for section in (*self.sections, self.settings.advanced):
@@ -141,6 +185,7 @@ class FamilyForm:
         """Pick the required inputs from layer names ('noisy' -> input, 'clean' -> target),
         one layer each; the user's own choices stay."""
         taken: list = []
+        label_inputs = self.label_inputs()
         for inp in self.family.inputs:
             if inp.optional:
                 continue
@@ -150,10 +195,14 @@ class FamilyForm:
                 continue
             hints = TARGET_HINTS if inp.paired_with else INPUT_HINTS
             free = [layer for layer in layers if not any(layer is t for t in taken)]
+            wants_labels = inp.name in label_inputs
+            fitting = [layer for layer in free if is_labels_layer(layer) == wants_labels]
+            free = fitting or free      # label inputs: Labels layers; images: image layers
             guess = next((layer for layer in free if any(h in layer.name.lower() for h in hints)), None)
             if guess is not None:
                 picker.value = guess
-            elif free and (picker.value is None or any(picker.value is t for t in taken)):
+            elif free and (picker.value is None or any(picker.value is t for t in taken)
+                           or (fitting and is_labels_layer(picker.value) != wants_labels)):
                 picker.value = free[0]
             if picker.value is not None:
                 taken.append(picker.value)
@@ -176,12 +225,13 @@ class TrainWidget(QWidget):
         self._prepared: Prepared | None = None
         self._preview_layer = None
         self._pending_preview = None
+        self._preview_shown_at: float | None = None
         self.last_event = None
         self.last_result: dict | None = None   # paths of the last finished run
 
         from ..core import families
 
-        choices: Callable = lambda _w: layer_choices(self.viewer)
+        choices: Callable = lambda labels_first: layer_choices(self.viewer, labels_first=labels_first)
         self.forms = {f.name: FamilyForm(f, choices) for f in families.all_families()}
         first = next(iter(self.forms))
         self.model = ComboBox(label="Model", choices=[(f.family.title, name) for name, f in self.forms.items()],
@@ -231,6 +281,9 @@ class TrainWidget(QWidget):
             label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
         self.model.changed.connect(self._on_family_changed)
+        for form in self.forms.values():
+            if "task" in form.settings:      # the task decides which inputs take label images
+                form.settings.widget("task").changed.connect(self.reset_choices)
         self.show_advanced.changed.connect(lambda v: setattr(self.advanced, "visible", bool(v)))
         self.train_button.changed.connect(lambda: self.start(resume=False))
         self.resume_button.changed.connect(lambda: self.start(resume=True))
@@ -288,7 +341,10 @@ class TrainWidget(QWidget):
         for form in self.forms.values():
             form.guessing = True
             try:
-                form.inputs.reset_choices()
+                for picker in form.pickers.values():
+                    refresh_choices(picker)
+                if form.class_layers is not None:
+                    form.class_layers.reset_choices()
                 if layers:
                     form.guess_layers(layers)
             finally:
@@ -331,6 +387,7 @@ class TrainWidget(QWidget):
         self._active["control"] = self._control
         self.last_event = None
         self._pending_preview = None
+        self._preview_shown_at = None
         self.plot.reset()
         self.progress_bar.setValue(0)
         self.status.value = f"Preparing {request.family.title} training: reading and checking the layers ..."
@@ -361,11 +418,19 @@ class TrainWidget(QWidget):
         values = self.values()
         channels = values.get("channels", settings.defaults(family.config_class).get("channels", 1))
         chosen = {inp.name: form.pickers[inp.name].value for inp in family.inputs}
+        label_inputs = form.label_inputs()
         layers = {}
+        classes = form.chosen_classes()
+        if classes:
+            values[CLASSES_SETTING] = True
+            layers[family.inputs[0].name] = _class_layer_inputs(classes, family.inputs[0].title.lower(),
+                                                                channels)
+            chosen[family.inputs[0].name] = classes[0]
         for inp in family.inputs:
-            if chosen[inp.name] is None and inp.optional:
+            if (chosen[inp.name] is None and inp.optional) or inp.name in layers:
                 continue
-            data = image_layer_data(chosen[inp.name], inp.title.lower(), grayscale=channels == 1)
+            data = image_layer_data(chosen[inp.name], inp.title.lower(), grayscale=channels == 1,
+                                    labels=inp.name in label_inputs)
             layers[inp.name] = LayerInput(chosen[inp.name].name, inp.title.lower(), data)
         _check_distinct(family.inputs, chosen)
         _check_partners(family.inputs, chosen)
@@ -442,13 +507,19 @@ class TrainWidget(QWidget):
             parts.append("stopping after this step")
         self.status.value = " | ".join(parts)
         self.plot.redraw()
-        if self._pending_preview is not None:
+        if self._pending_preview is not None and self._preview_due(event.kind == "done"):
             preview, self._pending_preview = self._pending_preview, None
             self._show_preview(preview)
+            self._preview_shown_at = time.monotonic()
         pbar = self._pbar   # last: napari's activity dock processes pending events on update
         if pbar is not None and done > pbar.n:
             pbar.set_description(f"napari-gan: training, step {event.step}")
             pbar.update(done - pbar.n)
+
+    def _preview_due(self, final: bool) -> bool:
+        """The first preview, the last one, and the others at most every PREVIEW_INTERVAL_S."""
+        shown = self._preview_shown_at
+        return final or shown is None or time.monotonic() - shown >= PREVIEW_INTERVAL_S
 
     def _show_preview(self, preview: np.ndarray) -> None:
         layer = self._preview_layer
@@ -504,6 +575,15 @@ class TrainWidget(QWidget):
                     f"(resume with the Resume button, folder '{Path(best).parent}').")
 
 
+def _class_layer_inputs(classes: list, role: str, channels: int) -> list[LayerInput]:
+    """The layers chosen as classes, each a class named after its layer."""
+    if len(classes) < 2:
+        raise InputError(f"Only '{classes[0].name}' is selected in 'Classes'; a class-conditional model needs at "
+                         "least 2 layers there (one per class), or none for a model without classes.")
+    return [LayerInput(layer.name, f"{role} of class '{layer.name}'",
+                       image_layer_data(layer, role, grayscale=channels == 1), layer.name) for layer in classes]
+
+
 def _check_distinct(inputs: tuple["DataInput", ...], chosen: dict) -> None:
     picked = [(inp, chosen[inp.name]) for inp in inputs if chosen[inp.name] is not None]
     for i, (a, layer) in enumerate(picked):
@@ -528,16 +608,22 @@ def _stop_active(active: dict, *_args) -> None:
 
 
 # ------------------------------------------------------------------------ the worker
-def layer_images(layers: dict[str, LayerInput], channels: int) -> dict:
-    """The chosen layers as the core's training images: (C, H, W) planes and their names."""
+def layer_images(layers: dict[str, LayerInput | list[LayerInput]], channels: int) -> dict:
+    """The chosen layers as the core's training images: (C, H, W) planes and their names (and
+    their classes, for layers chosen as classes)."""
     from ..core.data import to_planes
     from ..core.families import Images
 
     images = {}
-    for key, layer in layers.items():
-        planes, _ = to_planes(layer.data, channels, None, f"'{layer.name}' ({layer.role})")
-        names = [f"'{layer.name}'" + (f" plane {i + 1}" if len(planes) > 1 else "") for i in range(len(planes))]
-        images[key] = Images(list(planes), names)
+    for key, chosen in layers.items():
+        images[key] = Images()
+        for layer in chosen if isinstance(chosen, list) else [chosen]:
+            planes, _ = to_planes(layer.data, channels, None, f"'{layer.name}' ({layer.role})")
+            images[key].planes += list(planes)
+            images[key].names += [f"'{layer.name}'" + (f" plane {i + 1}" if len(planes) > 1 else "")
+                                  for i in range(len(planes))]
+            if layer.class_name is not None:
+                images[key].classes += [layer.class_name] * len(planes)
     return images
 
 

@@ -73,7 +73,7 @@ def project(args) -> int:
     from ..core.errors import NapariGanError
     from ..core.generation import ImageGenerator
     from ..core.io import check_output, expand_paths
-    from ..core.projection import ProjectSettings
+    from ..core.projection import ProjectSettings, morph_latents
     from ..core.projection import project as run_projection
     from .apply import LATENT_SUFFIXES, _check_finite, _load, _write_latents, model_files
 
@@ -123,9 +123,7 @@ def project(args) -> int:
         write_image(args.reconstruction, AxesImage(np.ascontiguousarray(data, np.float32), axes))
         print(f"reconstruction {data.shape} -> {args.reconstruction} ({axes})", flush=True)
     if args.sequence is not None:
-        path = [gen.latent_path(a, b, args.frames)[: None if i == len(result.styles) - 2 else -1]
-                for i, (a, b) in enumerate(zip(result.styles[:-1], result.styles[1:]))]
-        frames = gen.generate_from_latents(np.concatenate(path), 1.0, args.class_name)
+        frames = gen.generate_from_latents(morph_latents(gen, result.styles, args.frames), 1.0, args.class_name)
         _check_finite(frames, f"'{args.sequence}'", model)
         axes = "TYX" if gen.channels == 1 else "TCYX"
         write_image(args.sequence, AxesImage(frames, axes))

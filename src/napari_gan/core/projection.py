@@ -250,3 +250,14 @@ def _project(G, target: torch.Tensor, w_avg: torch.Tensor, w_std: float, how: Pr
         styles = w.detach()[:, None].repeat(1, G.num_ws, 1)
         reconstruction = synthesis(styles, noise_mode="const").float()
     return styles, reconstruction, losses
+
+
+def morph_latents(generator, styles: np.ndarray, frames: int) -> np.ndarray:
+    """Per-layer styles morphing through ``styles`` (N >= 2, in order): ``frames`` from each
+    one to the next (:meth:`~.generation.ImageGenerator.latent_path`), the shared ends once."""
+    if len(styles) < 2:
+        raise NapariGanError("A sequence needs at least 2 projected images to morph between.")
+    last = len(styles) - 2
+    parts = [generator.latent_path(a, b, frames)[: None if i == last else -1]
+             for i, (a, b) in enumerate(zip(styles[:-1], styles[1:]))]
+    return np.concatenate(parts)
