@@ -11,21 +11,20 @@ images in order can be added as a sequence layer.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, SpinBox
+from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
     InputError, device_choices, image_layer_data, layer_choices, notify_error, notify_info,
     read_model, spatial_scale, user_message,
 )
 from ._fields import SettingFields, align_labels
-from ._workers import Failure, ProgressRelay, start_job
+from ._workers import Failure, JobControls
 
 if TYPE_CHECKING:
     import napari
@@ -62,9 +61,6 @@ class ProjectWidget(QWidget):
 
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._worker = None
-        self._running = False
-        self._cancel = threading.Event()
         self._request: ProjectRequest | None = None
         self._layer = None
         self.header = None
@@ -101,29 +97,22 @@ class ProjectWidget(QWidget):
             c.margins = (0, 0, 0, 0)
         align_labels(*labelled)
 
-        self.run_button = PushButton(text="Project")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
-        self.status = Label(value="")
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.relay = ProgressRelay()
+        self.job = JobControls("Project")
+        self.run_button, self.cancel_button, self.status = self.job.run_button, self.job.cancel_button, self.job.status
         layout = QVBoxLayout(self)
-        for w in (self.form.native, self.buttons.native, self.progress_bar, self.status.native):
+        for w in (self.form.native, *self.job.natives):
             layout.addWidget(w)
         layout.addStretch(1)
-        for label in (self.model_info, self.status):
-            label.native.setWordWrap(True)
-            label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.model_info.native.setWordWrap(True)
+        self.model_info.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
         self.model_path.changed.connect(self._detect)
         self.morph.changed.connect(lambda v: setattr(self.frames, "visible", bool(v)))
         self.show_advanced.changed.connect(lambda v: setattr(self.settings.advanced, "visible", bool(v)))
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        self.relay.progressed.connect(self._on_progress)
-        self.destroyed.connect(lambda *_args, cancel=self._cancel: cancel.set())   # widget closed: stop work
+        self.job.relay.progressed.connect(self.job.show_progress)
+        self.destroyed.connect(lambda *_args, cancel=self.job.cancel_requested: cancel.set())   # closed: stop work
         events = self.viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self.reset_choices)
@@ -135,7 +124,7 @@ class ProjectWidget(QWidget):
 
     @property
     def running(self) -> bool:
-        return self._running
+        return self.job.running
 
     def reset_choices(self, *_args) -> None:
         self.form.reset_choices()
@@ -178,7 +167,7 @@ class ProjectWidget(QWidget):
     # ------------------------------------------------------------------ actions
     def run(self, *_args) -> bool:
         """Check the inputs (cheaply), then start the projection; False on bad input."""
-        if self._running:
+        if self.job.running:
             return False
         try:
             request = self._gather()
@@ -186,21 +175,11 @@ class ProjectWidget(QWidget):
             notify_error(user_message(exc, "Cannot project"))
             return False
         self._request, self._layer = request, self.image_layer.value
-        self._cancel.clear()
-        self._running = True
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.progress_bar.setRange(0, 0)
-        self.status.value = "Loading the model ..."
-        self._worker = start_job(_project_job, request, self._cancel.is_set, self.relay,
-                                 on_yield=self._on_message, on_finish=self._on_finish)
+        self.job.start(_project_job, request, 0, self._on_finish)
         return True
 
     def cancel(self, *_args) -> None:
-        if self._running:
-            self._cancel.set()
-            self.cancel_button.enabled = False
-            self.status.value = "Cancelling ..."
+        self.job.cancel()
 
     def _gather(self) -> ProjectRequest:
         from ..core.families import stored_config
@@ -241,21 +220,8 @@ class ProjectWidget(QWidget):
                             replace=is_styles_file)
 
     # ------------------------------------------------------------------ results
-    def _on_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setRange(0, max(1, total))
-        self.progress_bar.setValue(done)
-
-    def _on_message(self, message) -> None:
-        if isinstance(message, str):
-            self.status.value = message
-
     def _on_finish(self, result) -> None:
-        self._running = False
-        self._worker = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
+        self.job.idle_progress()
         if isinstance(result, Failure):
             if isinstance(result.error, InterruptedError):
                 self.status.value = "Cancelled; no layer was added and nothing was saved."
@@ -264,7 +230,7 @@ class ProjectWidget(QWidget):
                 self.status.value = user_message(result.error, "Projection failed")
                 notify_error(self.status.value)
             return
-        self.progress_bar.setValue(1)
+        self.job.progress_bar.setValue(1)
         self._add_layers(result)
 
     def _add_layers(self, result: Projected) -> None:

@@ -15,21 +15,20 @@ takes a different model (Pix2Pix, task labels) and writes a folder rather than a
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, SpinBox
+from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
     InputError, contrast_limits, device_choices, image_layer_data, is_labels_layer, layer_choices, notify_error,
     notify_info, physical_pixel_size, read_model, refresh_choices, spatial_scale, user_message,
 )
 from ._fields import align_labels
-from ._workers import Failure, ProgressRelay, start_job
+from ._workers import Failure, JobControls
 
 if TYPE_CHECKING:
     import napari
@@ -67,9 +66,6 @@ class SynthesizeWidget(QWidget):
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._worker = None
-        self._running = False
-        self._cancel = threading.Event()
         self._request: SynthesizeRequest | None = None
         self._scale = None
         self.last_result: Synthesized | None = None
@@ -96,34 +92,27 @@ class SynthesizeWidget(QWidget):
         box.margins = (0, 0, 0, 0)
         align_labels(box)
         self.form = Container(labels=False, widgets=[box, self.show_layers])
-        self.run_button = PushButton(text="Write data set")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
-        self.status = Label(value="")
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.relay = ProgressRelay()
+        self.job = JobControls("Write data set")
+        self.run_button, self.cancel_button, self.status = self.job.run_button, self.job.cancel_button, self.job.status
         layout = QVBoxLayout(self)
-        for w in (self.form.native, self.buttons.native, self.progress_bar, self.status.native):
+        for w in (self.form.native, *self.job.natives):
             layout.addWidget(w)
         layout.addStretch(1)
-        for label in (self.model_info, self.status):
-            label.native.setWordWrap(True)
-            label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.model_info.native.setWordWrap(True)
+        self.model_info.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
         self.model_path.changed.connect(self._detect)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        self.relay.progressed.connect(self._on_progress)
-        self.destroyed.connect(lambda *_args, cancel=self._cancel: cancel.set())
+        self.job.relay.progressed.connect(self._on_progress)
+        self.destroyed.connect(lambda *_args, cancel=self.job.cancel_requested: cancel.set())
         events = self.viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self.reset_choices)
 
     @property
     def running(self) -> bool:
-        return self._running
+        return self.job.running
 
     def reset_choices(self, *_args) -> None:
         """New layers: Labels layers stay first, and a Labels layer replaces an image as the masks."""
@@ -152,7 +141,7 @@ class SynthesizeWidget(QWidget):
 
     # ------------------------------------------------------------------ actions
     def run(self, *_args) -> bool:
-        if self._running:
+        if self.job.running:
             return False
         try:
             request = self._gather()
@@ -161,22 +150,11 @@ class SynthesizeWidget(QWidget):
             return False
         self._request = request
         self._scale = spatial_scale(self.masks_layer.value)
-        self._cancel.clear()
-        self._running = True
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.progress_bar.setRange(0, request.n)
-        self.progress_bar.setValue(0)
-        self.status.value = "Loading the model ..."
-        self._worker = start_job(_synthesize_job, request, self._cancel.is_set, self.relay,
-                                 on_yield=self._on_message, on_finish=self._on_finish)
+        self.job.start(_synthesize_job, request, request.n, self._on_finish)
         return True
 
     def cancel(self, *_args) -> None:
-        if self._running:
-            self._cancel.set()
-            self.cancel_button.enabled = False
-            self.status.value = "Cancelling after the current pair ..."
+        self.job.cancel("Cancelling after the current pair ...")
 
     def _gather(self) -> SynthesizeRequest:
         header, family = self._read_model()
@@ -203,19 +181,10 @@ class SynthesizeWidget(QWidget):
 
     # ------------------------------------------------------------------ results
     def _on_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setRange(0, max(1, total))
-        self.progress_bar.setValue(done)
+        self.job.show_progress(done, total)
         self.status.value = f"{done}/{total} pairs written"
 
-    def _on_message(self, message) -> None:
-        if isinstance(message, str):
-            self.status.value = message
-
     def _on_finish(self, result) -> None:
-        self._running = False
-        self._worker = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
         if isinstance(result, Failure):
             self.status.value = user_message(result.error, "Synthetic data set failed")
             notify_error(self.status.value + " Pairs written before the problem are kept.")

@@ -73,3 +73,70 @@ def start_job(job: Callable[..., Generator], *args,
         worker.returned.connect(on_finish)
     worker.start()
     return worker
+
+
+class JobControls:
+    """Run and Cancel buttons, a progress bar and a status line for one job at a time: what
+    a dock widget that runs a job shows below its form."""
+
+    def __init__(self, run_text: str):
+        import threading
+
+        from magicgui.widgets import Container, Label, PushButton
+        from qtpy.QtWidgets import QProgressBar, QSizePolicy
+
+        self.run_button = PushButton(text=run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
+        self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.progress_bar = QProgressBar()
+        self.idle_progress()
+        self.relay = ProgressRelay()
+        self.cancel_requested = threading.Event()
+        self.running = False
+        self.worker = None
+
+    @property
+    def natives(self) -> tuple:
+        """The Qt widgets to add to the dock's layout, in order."""
+        return self.buttons.native, self.progress_bar, self.status.native
+
+    def idle_progress(self) -> None:
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+
+    def start(self, job: Callable[..., Generator], request, total: int, on_finish: Callable[[Any], None],
+              message: str = "Loading the model ...") -> None:
+        """Run ``job(request, cancelled, relay)``; ``total`` 0 shows a busy bar until progress."""
+        self.cancel_requested.clear()
+        self.running = True
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(0)
+        self.status.value = message
+        self.worker = start_job(job, request, self.cancel_requested.is_set, self.relay,
+                                on_yield=self.show_message, on_finish=lambda result: self._done(result, on_finish))
+
+    def cancel(self, message: str = "Cancelling ...") -> None:
+        if self.running:
+            self.cancel_requested.set()
+            self.cancel_button.enabled = False
+            self.status.value = message
+
+    def show_progress(self, done: int, total: int) -> None:
+        self.progress_bar.setRange(0, max(1, total))
+        self.progress_bar.setValue(done)
+
+    def show_message(self, message) -> None:
+        if isinstance(message, str):
+            self.status.value = message
+
+    def _done(self, result, on_finish: Callable[[Any], None]) -> None:
+        self.running = False
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        on_finish(result)
