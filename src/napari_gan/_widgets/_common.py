@@ -51,6 +51,17 @@ def notify_error(message: str) -> None:
     show_error(message)
 
 
+def report_failure(status, error: BaseException, what: str, outcome: str) -> None:
+    """A job that ended without a result, on the ``status`` line and in one notification:
+    cancelled ("<what> cancelled; <outcome>.", information) or failed (an error)."""
+    if isinstance(error, InterruptedError):
+        status.value = f"Cancelled; {outcome}."
+        notify_info(f"{what} cancelled; {outcome}.")
+    else:
+        status.value = user_message(error, f"{what} failed")
+        notify_error(status.value)
+
+
 def notify_info(message: str) -> None:
     from napari.utils.notifications import show_info
 

@@ -35,7 +35,7 @@ from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 from ._common import (
     InputError, contrast_limits, device_choices, image_layer_data, labelled_channel_axis, layer_choices,
     notify_error, notify_info, notify_warning, physical_pixel_size, placement, placement_by_axes,
-    refresh_choices, spatial_scale, user_message,
+    refresh_choices, report_failure, spatial_scale, user_message,
 )
 from ._fields import SettingFields, align_labels
 from ._lazy import LazyResults, LazyStore, finish_lazy, is_lazy_layer, lazy_predict_job
@@ -578,13 +578,7 @@ class GenerateWidget(QWidget):
             finish_lazy(self, result)
             return
         if isinstance(result, Failure):
-            if isinstance(result.error, InterruptedError):
-                self.status.value = "Cancelled; no layer was added."
-                notify_info("Generation cancelled; no layer was added.")
-            else:
-                message = user_message(result.error, "Generation failed")
-                self.status.value = message
-                notify_error(message)
+            report_failure(self.status, result.error, "Generation", "no layer was added")
             self.progress_bar.setValue(0)
             return
         kwargs = dict(plan.layer_kwargs, contrast_limits=result.contrast)

@@ -219,19 +219,14 @@ class LazyResults:
 
 def finish_lazy(widget, result) -> None:
     """Generate Data's end of a lazy run: settle the layer, or remove it after Cancel/failure."""
-    from ._common import notify_error, notify_info, user_message
+    from ._common import notify_info, report_failure
     from ._workers import Failure
 
     results = widget.lazy
     if isinstance(result, Failure):
         results.discard()
-        if isinstance(result.error, InterruptedError):
-            widget.status.value = "Cancelled; the partial result was removed and nothing was saved."
-            notify_info("Generation cancelled; the partial result was removed and nothing was saved.")
-        else:
-            message = user_message(result.error, "Generation failed")
-            widget.status.value = message
-            notify_error(message)
+        report_failure(widget.status, result.error, "Generation",
+                       "the partial result was removed and nothing was saved")
         widget.progress_bar.setValue(0)
         return
     layers = results.finish(result)

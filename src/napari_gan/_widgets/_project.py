@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
     InputError, device_choices, image_layer_data, layer_choices, notify_error, notify_info,
-    read_model, spatial_scale, user_message,
+    read_model, report_failure, spatial_scale, user_message,
 )
 from ._fields import SettingFields, align_labels
 from ._workers import Failure, JobControls
@@ -223,12 +223,7 @@ class ProjectWidget(QWidget):
     def _on_finish(self, result) -> None:
         self.job.idle_progress()
         if isinstance(result, Failure):
-            if isinstance(result.error, InterruptedError):
-                self.status.value = "Cancelled; no layer was added and nothing was saved."
-                notify_info("Projection cancelled; no layer was added and nothing was saved.")
-            else:
-                self.status.value = user_message(result.error, "Projection failed")
-                notify_error(self.status.value)
+            report_failure(self.status, result.error, "Projection", "no layer was added and nothing was saved")
             return
         self.job.progress_bar.setValue(1)
         self._add_layers(result)
