@@ -16,6 +16,8 @@ thread each) and checks that the output equals the single-process one.
     python benchmarks/streaming.py                            # 4k, 8k, 16k, 32k (hours on 2 cores)
     python benchmarks/streaming.py --sizes 4096 16384 32768 --rows 2048 --tiff --procs 1
                                     # peak memory of 32k-wide slides in minutes (rows stream)
+    python benchmarks/streaming.py --sizes 4096 16384 32768 --rows 2048 --procs 1 --compare-strips
+                                    # what column strips cost and save, side by side
 
 Results: benchmarks/out/streaming[_smoke].json.
 """
@@ -164,6 +166,10 @@ def main() -> None:
     p.add_argument("--rows", type=int, help="slide height (default: square). Memory depends on the width "
                    "(rows stream), so e.g. --sizes 32768 --rows 2048 measures a 32k slide's peak memory in "
                    "1/16 of its time")
+    p.add_argument("--compare-strips", action="store_true",
+                   help="also OME-Zarr -> OME-Zarr without column strips (the whole width held at once), "
+                        "side by side: what the strips cost in time and save in memory")
+    p.add_argument("--tag", default="", help="suffix of the results file")
     p.add_argument("--scratch", type=Path, help="folder for the slides and outputs (default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = p.parse_args()
@@ -183,6 +189,9 @@ def main() -> None:
             height = args.rows or size
             mpix = height * size / 1e6
             kinds = [("zarr->zarr", inputs["zarr"], scratch / f"out{size}.ome.zarr", {})]
+            if args.compare_strips:
+                kinds.append(("zarr->zarr, no strips", inputs["zarr"], scratch / f"outw{size}.ome.zarr",
+                              {"NAPARI_GAN_STRIP_COLUMNS": str(1 << 30)}))
             if args.tiff:
                 kinds.append(("tiff->tiff", inputs["tiff"], scratch / f"out{size}.tif",
                               {"NAPARI_GAN_STREAM_TIFF_MB": "0"}))
@@ -192,9 +201,9 @@ def main() -> None:
                        "mpix_per_s": round(mpix / r["wall_s"], 3), "maxrss_mb": round(r["maxrss_mb"], 1),
                        "cpu_s": round(r["cpu_s"], 1), "input_made_s": round(made, 1)}
                 results["runs"].append(row)
-                print(f"{kind:10s} {height:6d}x{size:<6d} 1 proc : {row['wall_s']:8.1f} s  {row['mpix_per_s']:7.2f} Mpix/s  "
+                print(f"{kind:21s} {height:6d}x{size:<6d} 1 proc : {row['wall_s']:8.1f} s  {row['mpix_per_s']:7.2f} Mpix/s  "
                       f"peak {row['maxrss_mb']:7.0f} MB", flush=True)
-                if args.procs > 1 and size == args.sizes[0]:
+                if args.procs > 1 and size == args.sizes[0] and not env.get("NAPARI_GAN_STRIP_COLUMNS"):
                     dst2 = dst.with_name(dst.name.replace("out", "out2p"))
                     r2 = run_predict(common + ["--input", str(src), "--output", str(dst2)], procs=args.procs,
                                      threads=1, env_extra=env)
@@ -203,7 +212,7 @@ def main() -> None:
                             "mpix_per_s": round(mpix / r2["wall_s"], 3), "maxrss_mb": round(r2["maxrss_mb"], 1),
                             "cpu_s": round(r2["cpu_s"], 1), "max_abs_diff_vs_1proc": diff}
                     results["runs"].append(row2)
-                    print(f"{kind:10s} {height:6d}x{size:<6d} {args.procs} proc: {row2['wall_s']:8.1f} s  "
+                    print(f"{kind:21s} {height:6d}x{size:<6d} {args.procs} proc: {row2['wall_s']:8.1f} s  "
                           f"{row2['mpix_per_s']:7.2f} Mpix/s  peak {row2['maxrss_mb']:7.0f} MB (per process)  "
                           f"max |diff| vs 1 process {diff:.3g}", flush=True)
                     shutil.rmtree(dst2, ignore_errors=True) if dst2.is_dir() else dst2.unlink(missing_ok=True)
@@ -215,7 +224,7 @@ def main() -> None:
         if not args.keep and args.scratch is None:
             shutil.rmtree(scratch, ignore_errors=True)
     name = "streaming_smoke.json" if args.smoke else \
-        f"streaming_rows{args.rows}.json" if args.rows else "streaming.json"
+        f"streaming_rows{args.rows}{args.tag}.json" if args.rows else f"streaming{args.tag}.json"
     print(f"results -> {save_json(name, results)}  ({results['machine']['lscpu_model']})")
 
 

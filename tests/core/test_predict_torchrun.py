@@ -17,8 +17,8 @@ from .test_zarr import cli, make_model, stack
 zarr = pytest.importorskip("zarr")
 
 
-def torchrun(*args, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def torchrun(*args, timeout: int = 240, **env_vars) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", **env_vars)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "napari_gan.cli", "predict", *map(str, args)],
                           env=env, capture_output=True, text=True, timeout=timeout)
@@ -46,6 +46,19 @@ def test_one_image_shared_by_two_processes_equals_one_process(tmp_path, suffix):
         for key in ("1", "2"):
             np.testing.assert_allclose(g2[key][:], g1[key][:], rtol=1e-5, atol=1e-5)
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())     # no temporary store left
+
+
+def test_two_processes_predicting_in_column_strips_equal_one_process_without(tmp_path):
+    model = make_model(tmp_path / "m.safetensors", scale=2)
+    write_image(tmp_path / "in.ome.zarr", AxesImage(stack((2, 24, 280)), "ZYX"))
+    opts = ["--model", model, "--input", tmp_path / "in.ome.zarr", "--tile", 32, "--chunk", 32, "--device", "cpu"]
+    assert cli("predict", *opts, "--output", tmp_path / "one.ome.zarr") == 0
+    # 560 output columns: two strips of 8 tiles (512 columns at most) instead of the whole width
+    torchrun(*opts, "--output", tmp_path / "two.ome.zarr", NAPARI_GAN_STRIP_COLUMNS="64")
+    g1, g2 = zarr.open_group(str(tmp_path / "one.ome.zarr")), zarr.open_group(str(tmp_path / "two.ome.zarr"))
+    assert g2["0"].shape == (2, 48, 560)
+    for key in g1.array_keys():
+        np.testing.assert_allclose(g2[key][:], g1[key][:], rtol=1e-5, atol=1e-5)
 
 
 def test_a_folder_of_tiffs_shared_by_two_processes_equals_one_process(tmp_path):

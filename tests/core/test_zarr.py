@@ -10,6 +10,7 @@ import tifffile
 import torch
 
 from napari_gan.cli import main
+from napari_gan.core import inference
 from napari_gan.core.axes import AxesImage, read_image, write_image
 from napari_gan.core.errors import NapariGanError
 
@@ -155,8 +156,11 @@ def test_plain_write_image_dispatches_by_suffix(tmp_path):
 
 
 # ------------------------------------------------------------------------ predict
-@pytest.mark.parametrize("scale", [1, 2])
-def test_predict_zarr_to_zarr_equals_in_memory_prediction(tmp_path, scale):
+@pytest.mark.parametrize("scale,strips", [(1, False), (2, False), (2, True)])
+def test_predict_zarr_to_zarr_equals_in_memory_prediction(tmp_path, monkeypatch, scale, strips):
+    if strips:   # column strips of 32 output pixels (2 chunks) instead of 4096
+        monkeypatch.setattr(inference, "STRIP_COLUMNS", 32)
+        monkeypatch.setattr(inference, "STRIP_TILES", 0)
     model = make_model(tmp_path / "m.safetensors", scale=scale)
     data = stack((2, 2, 40, 36))
     image = AxesImage(data, "TZYX", {"Z": 1.5, "Y": 0.4, "X": 0.4}, "micron")

@@ -149,17 +149,19 @@ class Predictor:
                       cancel: Callable[[], bool] | None = None,
                       on_tile: Callable[[int, int], None] | None = None,
                       out: np.ndarray | None = None, rows: tuple[int, int] | None = None,
-                      check_input: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+                      check_input: Callable[[np.ndarray], None] | None = None,
+                      cols: tuple[int, int] | None = None) -> np.ndarray:
         """One ``(C, H, W)`` raw plane -> ``(C_out, H*s, W*s)`` float32 in target units.
 
         ``out`` (optional): a float32 array of that shape to write into (e.g. a memory-map), or
         a row writer (:class:`.zarr_io.BandWriter`). ``rows``: only these output rows (a
-        share of the plane; the tiles are those of the whole plane, so the pixels are too).
+        share of the plane; the tiles are those of the whole plane, so the pixels are too);
+        ``cols``: only these output columns (a column strip: ``out`` holds just those).
         ``check_input(raw)`` sees every batch of raw tiles (see :func:`.tiling.predict_tiled`).
         """
         c, h, w = plane.shape
         tile, overlap = self.tile_for(h, w, tile, overlap)
-        shape = (self.out_channels, h * self.scale, w * self.scale)
+        shape = (self.out_channels, h * self.scale, (cols[1] - cols[0]) if cols else w * self.scale)
         if out is None:
             out = np.empty(shape, np.float32)
         elif tuple(out.shape) != shape or out.dtype != np.float32:
@@ -172,7 +174,7 @@ class Predictor:
                     batch=self.batch, device=self.device,
                     accumulate_on=self.device if self.blend_on_device else None,
                     input_norm=norm_in, output_norm=self.target_norm, cancel=cancel, on_tile=on_tile,
-                    rows=rows, check_input=check_input)
+                    rows=rows, cols=cols, check_input=check_input)
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -245,6 +247,10 @@ def load_predictor(path: str | Path, device: str = "auto", amp: bool = True) -> 
 #: beside the output, chunk row by chunk row, and written from it tile by tile (a tiled
 #: OME-TIFF), so host memory stays bounded by the tile and chunk sizes. The environment
 #: variable NAPARI_GAN_STREAM_TIFF_MB sets it (0: always stream).
+#: widest band of output columns a streamed prediction holds, unless 8 tiles are wider (see
+#: :func:`column_strips`)
+STRIP_COLUMNS = int(os.environ.get("NAPARI_GAN_STRIP_COLUMNS", "4096"))
+STRIP_TILES = 8
 STREAM_TIFF_BYTES = int(float(os.environ.get("NAPARI_GAN_STREAM_TIFF_MB", "1024")) * (1 << 20))
 
 
@@ -263,6 +269,19 @@ def split_rows(planes: int, rows: int, chunk: int, rank: int = 0, world: int = 1
         else:
             parts.append((p, r0, r1))
     return parts
+
+
+def column_strips(width: int, chunk: int, tile: int) -> list[tuple[int, int]]:
+    """Column ranges ``[c0, c1)`` that a plane ``width`` output pixels wide is predicted in
+    when streaming: the whole width up to :data:`STRIP_COLUMNS` (or :data:`STRIP_TILES` tiles
+    of ``tile`` output pixels, if wider), else strips of about that width on chunk boundaries,
+    so that host memory does not grow with the width (the tiles on a strip's border are
+    computed for both strips: about one tile column in eight more)."""
+    strip = max(STRIP_COLUMNS, STRIP_TILES * tile)
+    n = -(-width // strip)
+    chunks = -(-width // chunk)
+    bounds = [min(width, (k * chunks // n) * chunk) for k in range(n + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 class _Team:
@@ -384,19 +403,22 @@ def predict_file(predictor: Predictor, src: Path, dst: Path, how: PredictSetting
         parts = split_rows(len(planes), h * s, store.chunk, rank, world)
         block_check = (lambda values: check(values, source)) if check is not None else None
 
+        strips = column_strips(w * s, store.chunk, tile * s)
+        units = [(part, cols) for part in parts for cols in strips]
+
         def predict_parts():
             store.open()
-            for k, (p, r0, r1) in enumerate(parts):
+            for k, ((p, r0, r1), cols) in enumerate(units):
                 index = {a: int(i) for a, i in zip(layout.lead_axes,
                                                    np.unravel_index(p, layout.lead_shape))} if layout.lead_axes else {}
-                sink = store.sink(out_axes, index, (r0, r1), block_check)
+                sink = store.sink(out_axes, index, (r0, r1), block_check, cols)
                 on_tile = None
                 if progress is not None:
-                    def on_tile(done, total, k=k):
-                        progress(k * total + done, len(parts) * total)
+                    def on_tile(done, total, k=k):   # in thousandths of a unit: strips differ in tiles
+                        progress(k * 1000 + 1000 * done // total, len(units) * 1000)
                 plane_name = image.name if len(planes) == 1 else f"{image.name} (plane {p + 1})"
                 predictor.predict_plane(planes[p], tile, overlap, out=sink, rows=(r0, r1), on_tile=on_tile,
-                                        check_input=_nan_check(plane_name))
+                                        check_input=_nan_check(plane_name), cols=cols)
                 sink.close()
 
         team.step(predict_parts)

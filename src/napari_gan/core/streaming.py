@@ -4,9 +4,10 @@ the work goes: what Generate Data does with a lazy layer.
 The store (:class:`.zarr_io.ZarrImageStore`, axes in NGFF order, pixel sizes scaled for
 super-resolution) is created first, so a viewer can show it while it fills; each plane is
 predicted chunk row by chunk row (:meth:`.inference.Predictor.predict_plane` into a band
-writer: host memory is a band of tile rows plus a band of chunk rows, the input is read one
-tile window at a time), and every pyramid level is brought up to date as soon as the rows it
-is computed from are written, so a zoomed-out view fills in too. The metadata is written
+writer: host memory is a band of tile rows plus a band of chunk rows, of a column strip's
+width at most, and the input is read one tile window at a time), and every pyramid level is
+brought up to date chunk by chunk as soon as the pixels it is computed from are written, so a
+zoomed-out view fills in too. The metadata is written
 (``complete: true``) only at the end; :func:`store_views` gives lazy views of the levels in
 the input's axes order.
 """
@@ -14,8 +15,7 @@ the input's axes order.
 from __future__ import annotations
 
 import itertools
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -41,12 +41,13 @@ class StreamPlan:
     store: ZarrImageStore
     tile: int
     overlap: int
-    rows_done: list[list[int]] = field(default_factory=list)   # per plane, per level
 
     @property
     def total(self) -> int:
-        """Work units for progress: chunk rows of level 0 over all planes."""
-        return len(self.planes) * -(-self.store.shape[self.store.axes.index("Y")] // self.store.chunk)
+        """Work units for progress: chunks of level 0 over all planes."""
+        store = self.store
+        h, w = store.shape[store.axes.index("Y")], store.shape[store.axes.index("X")]
+        return len(self.planes) * -(-h // store.chunk) * -(-w // store.chunk)
 
 
 def plan_stream(predictor, image: AxesImage, path: str | Path, *, tile: int | None = None,
@@ -73,8 +74,7 @@ def plan_stream(predictor, image: AxesImage, path: str | Path, *, tile: int | No
                            pixel_size, unit, name or image.name, version)
     cap = LAZY_TILE_CPU if predictor.device.type == "cpu" else LAZY_TILE_GPU
     tile, overlap = predictor.tile_for(h, w, tile or min(cap, predictor.auto_tile(h, w)[0]), overlap)
-    return StreamPlan(planes, layout, out_axes, store, tile, overlap,
-                      [[0] * store.levels for _ in range(len(planes))])
+    return StreamPlan(planes, layout, out_axes, store, tile, overlap)
 
 
 def store_views(store: ZarrImageStore, out_axes: str) -> list[LazyArray]:
@@ -95,53 +95,69 @@ def _plane_units(plan: StreamPlan, p: int) -> list[tuple[int, ...]]:
     return list(itertools.product(*ranges))
 
 
-def _advance_pyramid(plan: StreamPlan, p: int, rows0: int) -> None:
-    """Levels 1.. of plane ``p`` up to date with its first ``rows0`` rows of level 0: each
-    chunk row of a level is computed once the two chunk rows above it are written."""
-    store, done = plan.store, plan.rows_done[p]
-    done[0] = rows0
-    yi, c = store.axes.index("Y"), store.chunk
-    lead = _plane_units(plan, p)
-    for level in range(1, store.levels):
-        src_h, dst_h = store.arrays[level - 1].shape[yi], store.arrays[level].shape[yi]
-        j, ready = done[level] // c, []
-        while j * c < dst_h and min(src_h, 2 * (j + 1) * c) <= done[level - 1]:
-            ready.append(j)
-            j += 1
+class _PyramidFiller:
+    """Levels 1.. of one plane kept up to date with its level 0, chunk by chunk: a chunk of a
+    level is computed as soon as the (up to four) chunks under it in the level below are
+    written, whatever order level 0 fills in (rows, or column strips of rows)."""
+
+    def __init__(self, store: ZarrImageStore, lead: list[tuple[int, ...]]):
+        self.store, self.lead = store, lead
+        yi, xi, c = store.axes.index("Y"), store.axes.index("X"), store.chunk
+        self.grids = [(-(-a.shape[yi] // c), -(-a.shape[xi] // c)) for a in store.arrays]
+        self.done: list[set[tuple[int, int]]] = [set() for _ in store.arrays]
+
+    def written(self, rows: tuple[int, int], cols: tuple[int, int]) -> int:
+        """Level-0 pixels ``rows x cols`` (whole chunks, or up to the image's edge) are
+        written: compute what they complete above. Returns the number of level-0 chunks."""
+        c = self.store.chunk
+        chunks = [(j, k) for j in range(rows[0] // c, -(-rows[1] // c)) for k in range(cols[0] // c, -(-cols[1] // c))]
+        self._mark(0, chunks)
+        return len(chunks)
+
+    def _mark(self, level: int, chunks: list[tuple[int, int]]) -> None:
+        self.done[level].update(chunks)
+        if level + 1 >= len(self.done):
+            return
+        rows, cols = self.grids[level]
+        below = self.done[level]
+        ready = [(J, K) for J, K in sorted({(j // 2, k // 2) for j, k in chunks})
+                 if all((j, k) in below for j in (2 * J, 2 * J + 1) if j < rows for k in (2 * K, 2 * K + 1) if k < cols)]
         if ready:
-            store.write_level(level, [(idx, k) for idx in lead for k in ready])
-            done[level] = min(dst_h, (ready[-1] + 1) * c)
+            self.store.write_chunks(level + 1, [(idx, J, K) for idx in self.lead for J, K in ready])
+            self._mark(level + 1, ready)
 
 
 def run_stream(predictor, plan: StreamPlan, cancel: Callable[[], bool] | None = None,
                progress: Callable[[int, int], None] | None = None, name: str = "image",
                metadata: dict | None = None) -> ZarrImageStore:
     """Predict every plane of ``plan`` into its store (created already: ``plan.store.create()``),
-    then write the store's metadata. ``progress(done, total)`` counts chunk rows of level 0 as
-    they are written (and their pyramid rows with them); ``cancel()`` is asked between tiles
-    (true: :class:`InterruptedError`, the store left as it is)."""
+    then write the store's metadata. Planes wider than a strip go in column strips
+    (:func:`.inference.column_strips`), each top to bottom, so host memory does not grow with
+    the width. ``progress(done, total)`` counts chunks of level 0 as they are written (their
+    pyramid chunks with them); ``cancel()`` is asked between tiles (true:
+    :class:`InterruptedError`, the store left as it is)."""
+    from .inference import column_strips
+
     store = plan.store
-    h_out = store.shape[store.axes.index("Y")]
-    per_plane = -(-h_out // store.chunk)
-    total = plan.total
+    h_out, w_out = store.shape[store.axes.index("Y")], store.shape[store.axes.index("X")]
+    strips = column_strips(w_out, store.chunk, plan.tile * predictor.scale)
+    total, done = plan.total, 0
     for p in range(len(plan.planes)):
         index = {a: int(i) for a, i in zip(plan.layout.lead_axes,
                                            np.unravel_index(p, plan.layout.lead_shape))} if plan.layout.lead_axes else {}
-        sink = store.sink(plan.out_axes, index, (0, h_out))
+        filler = _PyramidFiller(store, _plane_units(plan, p))
         plane_name = name if len(plan.planes) == 1 else f"{name} (plane {p + 1})"
-
-        def on_tile(_done, _total, p=p, sink=sink):
-            if sink.buf_start > plan.rows_done[p][0]:
-                _advance_pyramid(plan, p, sink.buf_start)
+        for cols in strips:
+            def written(r0, r1, cols=cols, filler=filler):
+                nonlocal done
+                done += filler.written((r0, r1), cols)
                 if progress is not None:
-                    progress(p * per_plane + math.ceil(sink.buf_start / store.chunk), total)
+                    progress(done, total)
 
-        predictor.predict_plane(plan.planes[p], plan.tile, plan.overlap, cancel=cancel, on_tile=on_tile, out=sink,
-                                rows=(0, h_out), check_input=_nan_check(plane_name))
-        sink.close()
-        _advance_pyramid(plan, p, h_out)
-        if progress is not None:
-            progress((p + 1) * per_plane, total)
+            sink = store.sink(plan.out_axes, index, (0, h_out), cols=cols, written=written)
+            predictor.predict_plane(plan.planes[p], plan.tile, plan.overlap, cancel=cancel, out=sink,
+                                    rows=(0, h_out), cols=cols, check_input=_nan_check(plane_name))
+            sink.close()
     store.write_metadata({"source": name})
     return store
 

@@ -125,6 +125,18 @@ class TileGrid:
         return out
 
 
+def _clip_ramps(per_start: dict, span: tuple[int, int]) -> dict:
+    """The tiles of one axis (``{start: (lo, hi, weight)}``) that touch output range
+    ``span``, each cropped to it."""
+    c0, c1 = span
+    out = {}
+    for a, (lo, hi, w) in per_start.items():
+        l, h = max(lo, c0), min(hi, c1)
+        if h > l:
+            out[a] = (l, h, w[l - lo:h - lo])
+    return out
+
+
 def _outer(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
     """Outer product of 1-D tensors: shape ``(len(v0), len(v1), ...)``."""
     n = len(vectors)
@@ -217,7 +229,7 @@ def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]
                   input_norm: Normalizer | None = None, output_norm: Normalizer | None = None,
                   cancel: Callable[[], bool] | None = None,
                   on_tile: Callable[[int, int], None] | None = None,
-                  rows: tuple[int, int] | None = None,
+                  rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None,
                   check_input: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
     """Apply ``fn`` to ``source`` tile by tile and blend the results into ``out``.
 
@@ -233,8 +245,10 @@ def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]
     (the tiles touching them, on the same grid as the whole image, so the pixels equal the
     whole image's); the other rows of ``out`` are not written. ``out`` may then be any
     object taking ``out[:, r0:r1] = rows`` in increasing order (e.g. a writer into a Zarr
-    store): the sums are kept in a band of rows. ``check_input(raw)`` sees every batch of
-    raw tiles before it is computed (e.g. refusing NaN).
+    store): the sums are kept in a band of rows. ``cols``: likewise only output columns
+    ``[cols[0], cols[1])`` along the last spatial axis (a column strip: ``out`` then holds just
+    those columns, and the band is as wide as the strip, not the image). ``check_input(raw)``
+    sees every batch of raw tiles before it is computed (e.g. refusing NaN).
     """
     device = torch.device(device)
     if isinstance(accumulate_on, str) and accumulate_on == "auto":
@@ -242,7 +256,14 @@ def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]
     elif accumulate_on is not None:
         accumulate_on = torch.device(accumulate_on)
     spatial = tuple(source.shape[1:])
-    expected = (out.shape[0],) + tuple(d * scale for d in spatial)
+    full = tuple(d * scale for d in spatial)
+    if cols is not None:
+        if len(spatial) < 2:
+            raise ValueError("column strips need at least two spatial axes")
+        cols = (max(0, int(cols[0])), min(full[-1], int(cols[1])))
+        if rows is None:
+            rows = (0, full[0])   # a strip is summed in a band of rows
+    expected = (out.shape[0],) + full[:-1] + ((cols[1] - cols[0],) if cols is not None else full[-1:])
     if tuple(out.shape) != expected:
         raise ValueError(f"out has shape {out.shape}, expected {expected}")
     grid = TileGrid.make(spatial, tile, overlap, multiple)
@@ -259,6 +280,10 @@ def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]
                 summed[lo:hi] += w
             weights.append(summed)
         boxes = grid.boxes()
+        if cols is not None:   # the strip's tiles, cropped to its columns; the strip's summed weights
+            ramps[-1] = _clip_ramps(ramps[-1], cols)
+            boxes = [b for b in boxes if b[-1] in ramps[-1]]
+            weights[-1] = weights[-1][cols[0]:cols[1]]
         start = 0
         if rows is not None:
             rows = (max(0, int(rows[0])), min(spatial[0] * scale, int(rows[1])))
@@ -287,8 +312,9 @@ def predict_tiled(source: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]
                 acc.finish(parts[0][0])   # no later tile touches rows above this one
                 crop = (slice(None),) + tuple(slice(lo - a * scale, hi - a * scale)
                                               for a, (lo, hi, _) in zip(box, parts))
-                acc.add(pred[crop].to(acc.device), [p[0] for p in parts], [p[1] for p in parts],
-                        _outer([p[2] for p in parts]))
+                shift = [0] * (len(parts) - 1) + [cols[0] if cols is not None else 0]   # into out's columns
+                acc.add(pred[crop].to(acc.device), [p[0] - d for p, d in zip(parts, shift)],
+                        [p[1] - d for p, d in zip(parts, shift)], _outer([p[2] for p in parts]))
             if on_tile is not None:
                 on_tile(min(first + batch, total), total)
         acc.finish(rows[1] if rows is not None else spatial[0] * scale)

@@ -451,16 +451,22 @@ class BandWriter:
     chunk is written once and processes writing different row ranges never share a chunk.
 
     ``rows``: the output rows this writer receives (chunk-aligned, except at the image end).
-    ``check(rows)`` sees every band before it is written (e.g. refusing NaN outputs).
+    ``cols``: the columns it holds (a column strip, chunk-aligned likewise; its ``shape`` is
+    then ``(C, H, cols[1] - cols[0])``). ``check(rows)`` sees every band before it is written
+    (e.g. refusing NaN outputs). ``written(r0, r1)`` is told each band once it is stored.
     """
 
     def __init__(self, array, axes: str, index: dict[str, int], channel: str | None,
                  shape: tuple[int, int, int], chunk_rows: int, rows: tuple[int, int] | None = None,
-                 check: Callable[[np.ndarray], None] | None = None):
+                 check: Callable[[np.ndarray], None] | None = None, cols: tuple[int, int] | None = None,
+                 written: Callable[[int, int], None] | None = None):
         self.array, self.axes, self.index, self.channel = array, axes, dict(index), channel
-        self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(np.float32)
+        self.cols = (0, int(shape[2])) if cols is None else (int(cols[0]), int(cols[1]))
+        self.shape = (int(shape[0]), int(shape[1]), self.cols[1] - self.cols[0])
+        self.dtype = np.dtype(np.float32)
         self.chunk_rows = int(chunk_rows)
         self.start, self.stop = rows if rows is not None else (0, self.shape[1])
+        self.written = written
         self.next = self.start
         self.check = check
         c, _, w = self.shape
@@ -503,10 +509,12 @@ class BandWriter:
         block = self.buf[:, :end - self.buf_start]
         if self.check is not None:
             self.check(block)
-        region = tuple(self.index[a] if a in self.index else
-                       slice(self.buf_start, end) if a == "Y" else slice(None) for a in self.axes)
+        bounds = {"Y": slice(self.buf_start, end), "X": slice(*self.cols)}
+        region = tuple(self.index[a] if a in self.index else bounds.get(a, slice(None)) for a in self.axes)
         data = block.transpose(self.order) if self.channel else block[0]
         self.array[region] = data
+        if self.written is not None:
+            self.written(self.buf_start, end)
         self.buf_start = end
 
     def close(self) -> None:
@@ -574,15 +582,17 @@ class ZarrImageStore:
         return self
 
     def sink(self, out_axes: str, index: dict[str, int], rows: tuple[int, int] | None = None,
-             check: Callable[[np.ndarray], None] | None = None) -> BandWriter:
-        """A writer for one ``(C, H, W)`` plane of level 0: ``index`` fixes the plane's other
-        axes; ``out_axes`` are the plane's axes (S stands for C in an OME store)."""
+             check: Callable[[np.ndarray], None] | None = None, cols: tuple[int, int] | None = None,
+             written: Callable[[int, int], None] | None = None) -> BandWriter:
+        """A writer for one ``(C, H, W)`` plane of level 0 (or its rows ``rows`` and columns
+        ``cols``; see :class:`BandWriter`): ``index`` fixes the plane's other axes; ``out_axes``
+        are the plane's axes (S stands for C in an OME store)."""
         channel = "C" if "C" in self.axes else None
         if channel is None and "S" in self.axes:
             channel = "S"
         c = self.shape[self.axes.index(channel)] if channel else 1
         h, w = self.shape[self.axes.index("Y")], self.shape[self.axes.index("X")]
-        return BandWriter(self.arrays[0], self.axes, index, channel, (c, h, w), self.chunk, rows, check)
+        return BandWriter(self.arrays[0], self.axes, index, channel, (c, h, w), self.chunk, rows, check, cols, written)
 
     # ------------------------------------------------------------------ pyramid
     def pyramid_units(self, level: int) -> list[tuple[tuple[int, ...], int]]:
@@ -593,21 +603,25 @@ class ZarrImageStore:
         return [(idx, j) for idx in np.ndindex(*lead) for j in range(rows)]
 
     def write_level(self, level: int, units: Iterable[tuple[tuple[int, ...], int]]) -> None:
-        """Compute ``units`` of ``level`` (>= 1) from ``level - 1``: 2 x 2 means in Y and X (an
-        odd edge repeats its last row/column), one chunk at a time."""
+        """Compute ``units`` (non-YX index, chunk row) of ``level`` (>= 1) from ``level - 1``,
+        one chunk at a time (:meth:`write_chunks`)."""
+        xi = self.axes.index("X")
+        cols = -(-self.arrays[level].shape[xi] // self.chunk)
+        self.write_chunks(level, [(idx, j, k) for idx, j in units for k in range(cols)])
+
+    def write_chunks(self, level: int, chunks: Iterable[tuple[tuple[int, ...], int, int]]) -> None:
+        """Compute ``chunks`` (non-YX index, chunk row, chunk column) of ``level`` (>= 1) from
+        ``level - 1``: 2 x 2 means in Y and X (an odd edge repeats its last row/column)."""
         src, dst = self.arrays[level - 1], self.arrays[level]
         yi, xi = self.axes.index("Y"), self.axes.index("X")
         c = self.chunk
         sh, sw = src.shape[yi], src.shape[xi]
         dh, dw = dst.shape[yi], dst.shape[xi]
-        for idx, j in units:
+        for idx, j, k in chunks:
             r0, r1 = j * c, min(dh, (j + 1) * c)
-            for c0 in range(0, dw, c):
-                c1 = min(dw, c0 + c)
-                block = np.asarray(src[self._region(idx, slice(2 * r0, min(sh, 2 * r1)),
-                                                    slice(2 * c0, min(sw, 2 * c1)))])
-                dst[self._region(idx, slice(r0, r1), slice(c0, c1))] = _halve(block, (r1 - r0, c1 - c0),
-                                                                              self.dtype)
+            c0, c1 = k * c, min(dw, (k + 1) * c)
+            block = np.asarray(src[self._region(idx, slice(2 * r0, min(sh, 2 * r1)), slice(2 * c0, min(sw, 2 * c1)))])
+            dst[self._region(idx, slice(r0, r1), slice(c0, c1))] = _halve(block, (r1 - r0, c1 - c0), self.dtype)
 
     def _region(self, lead: Sequence[int], ys: slice, xs: slice) -> tuple:
         """An index of the store's arrays: ``lead`` for the non-YX axes (in order), then Y, X."""
