@@ -160,6 +160,15 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def parse_variant(text: str) -> dict:
+    """``width=16,disc_width=16`` -> Pix2Pix settings (numbers as numbers)."""
+    out = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        out[key.strip()] = json.loads(value) if value.strip()[:1].isdigit() else value.strip()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--careamics-child", help=argparse.SUPPRESS)
@@ -170,6 +179,9 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                     help="napari-gan methods to run beside CAREamics (default: all of pix2pix_w2s.METHODS)")
+    ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="also train napari-gan Pix2Pix with these settings (e.g. width=16,disc_width=16); "
+                         "repeat for several")
     args = ap.parse_args()
     if args.careamics_child:
         careamics_child(json.loads(args.careamics_child))
@@ -217,9 +229,10 @@ def main() -> None:
 
         budget = Budget(steps=steps) if args.smoke else Budget(minutes=args.minutes)
         chosen = {name: kw for name, kw in METHODS.items() if args.methods is None or name in args.methods}
-        for name, kw in chosen.items():
+        chosen.update({f"napari-gan Pix2Pix ({text})": parse_variant(text) for text in args.variant})
+        for k, (name, kw) in enumerate(chosen.items()):
             print(f"== {name}", flush=True)
-            run_dir = work / name.split()[0].lower()
+            run_dir = work / f"method{k}"
             load0 = os.getloadavg()[0]
             trainer, train_s, history = train(kw, train_noisy, train_clean, budget, device, run_dir)
             t0 = time.perf_counter()

@@ -139,3 +139,24 @@ def test_preview_origin_is_where_the_validation_crop_sits(toy_pair, tiny_cfg, tm
     x, y = trainer.val_crops[0]
     np.testing.assert_allclose(trainer.data.target_norm.denormalize(y)[0], clean[48:48 + y.shape[-2], :y.shape[-1]],
                                rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_automatic_widths_follow_the_arithmetic_the_cpu_does_fast_and_are_stored(toy_pair, tiny_cfg, tmp_path,
+                                                                                  monkeypatch, native_bf16):
+    from napari_gan.core.families import pix2pix
+
+    monkeypatch.setattr(pix2pix, "uses_bf16", lambda device: native_bf16)
+    expected = pix2pix.WIDTHS if native_bf16 else pix2pix.WIDTHS_FLOAT32_CPU
+    cfg = tiny_cfg(width=None, disc_width=None)
+    trainer = make_trainer(toy_pair, cfg, tmp_path / "auto", 1)
+    list(trainer.run())
+    header = checkpoint.read_header(tmp_path / "auto" / checkpoint.MODEL_FILENAME)
+    assert (header.architecture["width"], trainer.cfg.disc_width) == expected
+    assert trainer.G.head.in_channels == expected[0]
+    # bf16 switched off (--no-amp) computes in float32: the float32 widths
+    amp_off = make_trainer(toy_pair, tiny_cfg(width=None, disc_width=None, amp=False), tmp_path / "off", 1)
+    assert (amp_off.cfg.width, amp_off.cfg.disc_width) == pix2pix.WIDTHS_FLOAT32_CPU
+    # widths given are kept
+    given = make_trainer(toy_pair, tiny_cfg(width=12, disc_width=4), tmp_path / "given", 1)
+    assert (given.cfg.width, given.cfg.disc_width) == (12, 4)

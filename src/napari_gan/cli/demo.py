@@ -12,18 +12,18 @@ from pathlib import Path
 from .common import add_device_arg
 
 
-DEMO_STEPS = 400
+DEMO_STEPS = 600
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train a small denoiser on built-in sample data (400 steps: half a minute "
-                                    "to a few minutes on a 2-core CPU)",
+    p = sub.add_parser("demo", help="train a small denoiser on built-in sample data (600 steps: half a minute "
+                                    "to two minutes on a 2-core CPU)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("demo_output"),
                    help="folder for the results (when it already holds files: a new subfolder demo-N of it)")
     # A step budget, not a time one, so every machine reaches the same result: over 30 dB on the
-    # held-out rows (seed 0, float32 with AVX2 kernels: 150 steps 20.8 dB, 200 26.1, 300 31.8,
-    # 400 35.0; bf16: 300 steps 29.7, 400 31.7)
+    # held-out rows (docs/benchmarks.md, section 2d: float32 on AVX2, seeds 0/1/2: 36.8, 33.8,
+    # 37.6 dB in 71-76 s; bf16: 36.4, 33.6 dB in 37 s)
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help="training steps")
     p.add_argument("--minutes", type=float, help="train for this many minutes instead of --steps")
     add_device_arg(p)
@@ -61,7 +61,8 @@ def run(args) -> int:
     print(f"demo: denoising scikit-image's 'cell' image ({clean.shape[1]}x{clean.shape[0]}) with "
           f"synthetic Poisson-Gaussian noise; training on {describe_device(device)}", flush=True)
 
-    cfg = Pix2PixConfig(task="denoise", patch=64, batch=8, width=24, val_fraction=0.15)
+    # the networks a float32 CPU trains by default (WIDTHS_FLOAT32_CPU), on every machine alike
+    cfg = Pix2PixConfig(task="denoise", patch=64, batch=8, width=16, disc_width=16, val_fraction=0.15)
     data = PairedSet.build([noisy[None]], [clean[None]], names=["cell"])
     trainer = Pix2PixTrainer(cfg, data, out / "model", budget, device, args.seed, log_every=25, val_every=100)
     status = exit_status(run_trainer(trainer))

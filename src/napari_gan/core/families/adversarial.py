@@ -13,9 +13,10 @@ from ..losses import GAN_MODES
 from ..settings import setting
 
 
-def disc_width():
-    return setting(32, "PatchGAN discriminator channels at its first layer", min=1, max=1024,
-                   advanced=True, label="Discriminator width")
+def disc_width(auto: str | None = None):
+    """``auto``: what an automatic width (None, the default then) means; else 32."""
+    return setting(None if auto else 32, "PatchGAN discriminator channels at its first layer", min=1, max=1024,
+                   auto=auto, advanced=True, label="Discriminator width")
 
 
 def disc_layers():

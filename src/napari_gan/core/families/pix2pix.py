@@ -22,7 +22,7 @@ import torch
 
 from .. import checkpoint, distributed, settings
 from ..data import Normalizer, PairedPatchSampler, PairedSet, validation_crops
-from ..device import autocast, configure_backends, prefers_channels_last
+from ..device import autocast, configure_backends, prefers_channels_last, uses_bf16
 from ..errors import NapariGanError
 from ..inference import Predictor
 from ..losses import discriminator_loss, generator_loss, gradient_penalty
@@ -40,6 +40,12 @@ TASKS = ("denoise", "sr", "labels")
 NORMALIZE_CHOICES = (("auto", "auto"), ("whole data set", "dataset"), ("each image", "image"))
 #: network fields stored as the model file's architecture (the rest goes in its training record)
 ARCHITECTURE = ("task", "scale", "in_channels", "out_channels", "depth", "width", "norm", "residual")
+#: (uNet width, discriminator width) when they are automatic: WIDTHS_FLOAT32_CPU where training
+#: computes in float32 on a CPU (no native bf16: most laptops), where a quarter of the
+#: arithmetic per pixel trains 3.4x the steps in the same minutes to the same quality
+#: (docs/benchmarks.md, section 2e); WIDTHS on GPUs and CPUs with native bf16
+WIDTHS = (32, 32)
+WIDTHS_FLOAT32_CPU = (16, 16)
 #: how a labels model encodes its label images (architecture of task "labels" models only)
 LABEL_FIELDS = ("label_classes", "label_distance")
 
@@ -64,10 +70,13 @@ class Pix2PixConfig:
     in_channels: int = 1
     out_channels: int = 1
     depth: int = setting(3, "uNet levels", min=1, max=6, advanced=True)
-    width: int = setting(32, "uNet channels at the first level", min=1, max=1024, advanced=True)
+    width: int | None = setting(None, "uNet channels at the first level", min=1, max=1024,
+                                auto=f"{WIDTHS_FLOAT32_CPU[0]} where training computes in float32 on the CPU "
+                                     f"(no native bf16), else {WIDTHS[0]}", advanced=True)
     norm: str = "none"
     residual: bool = True
-    disc_width: int = adversarial.disc_width()
+    disc_width: int | None = adversarial.disc_width(
+        auto=f"{WIDTHS_FLOAT32_CPU[1]} where training computes in float32 on the CPU, else {WIDTHS[1]}")
     disc_layers: int = adversarial.disc_layers()
     spectral_norm: bool = adversarial.spectral_norm()
     gan_mode: str = adversarial.gan_mode()
@@ -122,14 +131,25 @@ class Pix2PixConfig:
         return asdict(self)
 
 
+def resolve_widths(cfg: Pix2PixConfig, device: torch.device) -> None:
+    """Fill in automatic widths for the device that trains (see :data:`WIDTHS_FLOAT32_CPU`)."""
+    float32_cpu = device.type == "cpu" and not (cfg.amp and uses_bf16(device))
+    width, disc_width = WIDTHS_FLOAT32_CPU if float32_cpu else WIDTHS
+    if cfg.width is None:
+        cfg.width = width
+    if cfg.disc_width is None:
+        cfg.disc_width = disc_width
+
+
 def build_generator(cfg: Pix2PixConfig) -> UNetGenerator:
-    return UNetGenerator(cfg.in_channels, cfg.out_channels, cfg.depth, cfg.width, cfg.scale,
-                         cfg.norm, cfg.residual)
+    """The uNet of ``cfg`` (an automatic width not resolved for a device: :data:`WIDTHS`)."""
+    width = WIDTHS[0] if cfg.width is None else cfg.width
+    return UNetGenerator(cfg.in_channels, cfg.out_channels, cfg.depth, width, cfg.scale, cfg.norm, cfg.residual)
 
 
 def build_discriminator(cfg: Pix2PixConfig) -> PatchGANDiscriminator:
-    return PatchGANDiscriminator(cfg.in_channels, cfg.out_channels, cfg.disc_width,
-                                 cfg.disc_layers, cfg.spectral_norm)
+    width = WIDTHS[1] if cfg.disc_width is None else cfg.disc_width
+    return PatchGANDiscriminator(cfg.in_channels, cfg.out_channels, width, cfg.disc_layers, cfg.spectral_norm)
 
 
 class Pix2PixTrainer(Trainer):
@@ -165,6 +185,7 @@ class Pix2PixTrainer(Trainer):
         # (row, column) of its image, in input pixels; the widget places its layer there.
         self.preview_origin = (source.row_offset(0), 0)
         configure_backends(device)
+        resolve_widths(cfg, device)
         self.G = build_generator(cfg).to(device)
         self.D = build_discriminator(cfg).to(device)
         self.channels_last = prefers_channels_last(device)
@@ -194,7 +215,8 @@ class Pix2PixTrainer(Trainer):
                     f"{', '.join(channel_names(cfg.label_classes, cfg.label_distance))}")
         what = cfg.task + (f" x{cfg.scale}" if cfg.scale > 1 else "")
         norm = "per image" if self.data.input_norm.per_image else "over the data set"
-        return f"{what} on {len(self.data.inputs)} image(s), inputs normalised {norm}"
+        return (f"{what} on {len(self.data.inputs)} image(s), inputs normalised {norm}, uNet width {cfg.width}, "
+                f"discriminator width {cfg.disc_width}")
 
     # -------------------------------------------------------------------- steps
     def _set_lr(self, progress: float) -> None:
