@@ -25,16 +25,16 @@ class CountingPlane:
         return out
 
 
-@pytest.mark.parametrize("scale", [1, 2])
-def test_a_region_equals_the_same_pixels_of_the_whole_plane(scale):
-    p = make_predictor(scale)
-    plane = smooth_image((150, 170), seed=3)[None]
+@pytest.mark.parametrize("scale,channels", [(1, 1), (2, 1), (1, 2)])
+def test_a_region_equals_the_same_pixels_of_the_whole_plane(scale, channels):
+    p = make_predictor(scale, channels=channels)
+    plane = np.stack([smooth_image((150, 170), seed=3 + c) for c in range(channels)])
     whole = p.predict_plane(plane, tile=64, overlap=16)
     region = Region(37, 51, 101, 133)
     part = predict_region(p, plane, region, tile=64, overlap=16)
     s = scale
     expected = whole[:, region.y0 * s:region.y1 * s, region.x0 * s:region.x1 * s]
-    assert part.shape == expected.shape
+    assert part.shape == expected.shape == (channels, 64 * s, 82 * s)      # every output channel
     np.testing.assert_allclose(part, expected, rtol=1e-5, atol=1e-4 * np.abs(expected).max())
 
 
