@@ -3,8 +3,10 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 
 Opens a real napari viewer, loads the built-in sample data, trains through the widgets'
-own buttons (short runs on the CPU), applies the models with Generate Data and saves
-docs/images/widget_*.png. Models go to a temporary folder (or --work).
+own buttons (short runs on the CPU), applies the models with Generate Data, Project Image
+and Synthetic Data Set and saves docs/images/widget_*.png. Models go to a temporary folder
+(or --work: a later ``--only project synthesize`` with the same --work reuses its StyleGAN2
+and labels models instead of training them again).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
+SHOTS = ("pix2pix", "stylegan2", "project", "synthesize")
+NUCLEI_RESOLUTION = 32          # of the StyleGAN2 model of the nuclei sample (64x64 images)
 
 
 def wait(widget, timeout: float = 900.0) -> None:
@@ -111,14 +115,20 @@ def pix2pix(viewer, work: Path, steps: int) -> None:
     viewer.canvas.grid.enabled = False
 
 
-def stylegan2(viewer, work: Path, steps: int) -> None:
+def clear(viewer) -> None:
+    """No layers, no dock widgets: the start of a new scene."""
     viewer.layers.clear()
+    viewer.canvas.grid.enabled = False
     for dock in list(viewer.window.dock_widgets.values()):
         viewer.window.remove_dock_widget(dock)
-    viewer.open_sample("napari-gan", "nuclei")
+
+
+def train_nuclei(viewer, work: Path, steps: int):
+    """Train StyleGAN2 on the 'nuclei' layer through the Train widget, into work/nuclei; the
+    widget's dock stays."""
     dock, train = viewer.window.add_plugin_dock_widget("napari-gan", "Train")
     train.model.value = "stylegan2"
-    train.field("resolution").value = 32
+    train.field("resolution").value = NUCLEI_RESOLUTION
     train.field("batch").value = 8
     train.field("steps").value = steps
     train.field("val_every").value = max(10, steps // 5)
@@ -127,6 +137,13 @@ def stylegan2(viewer, work: Path, steps: int) -> None:
     train.out_dir.value = str(work / "nuclei")
     train.train_button.native.click()
     wait(train)
+    return dock
+
+
+def stylegan2(viewer, work: Path, steps: int) -> None:
+    clear(viewer)
+    viewer.open_sample("napari-gan", "nuclei")
+    dock = train_nuclei(viewer, work, steps)
     viewer.layers["nuclei"].visible = False
     viewer.reset_view()
     shot(viewer, "widget_train_stylegan2.png")
@@ -153,12 +170,121 @@ def stylegan2(viewer, work: Path, steps: int) -> None:
     shot(viewer, "widget_generate_stylegan2.png")
 
 
+def trained(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file()
+
+
+def side_by_side(viewer, names: list[str]) -> None:
+    """Only the layers ``names`` shown (the others hidden: removing layers before a screenshot
+    crashes Mesa here), side by side in napari's grid mode at their first plane, filling the
+    canvas. By name: a plugin widget holds proxies of the layers it adds, not the layers."""
+    for layer in viewer.layers:
+        layer.visible = layer.name in names
+    layers = [viewer.layers[name] for name in names]
+    viewer.dims.set_point(0, 0)
+    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.shape = (1, len(layers))
+    viewer.reset_view(layers=layers)
+
+
+def nucleus_crops(stack):
+    """One crop of the model's resolution per image, around its brightest nucleus (as Project
+    Image asks: "crop a region around one cell")."""
+    import numpy as np
+    from scipy import ndimage
+
+    size, half = NUCLEI_RESOLUTION, NUCLEI_RESOLUTION // 2
+    crops = []
+    for plane in stack:
+        inside = ndimage.gaussian_filter(plane.astype(np.float32), 3)[half:-half, half:-half]  # centres that fit
+        y, x = np.unravel_index(np.argmax(inside), inside.shape)       # the crop's corner
+        crops.append(plane[y:y + size, x:x + size])
+    return np.stack(crops)
+
+
+def project(viewer, work: Path, steps: int, stylegan2_steps: int) -> None:
+    """Project Image: three crops of the nuclei sample found in the StyleGAN2 model, with a
+    morph through them; nuclei crops | projected | morph."""
+    clear(viewer)
+    viewer.open_sample("napari-gan", "nuclei")
+    nuclei = viewer.layers["nuclei"]
+    if not trained(work / "nuclei"):          # --only project, without --work of an earlier run
+        viewer.window.remove_dock_widget(train_nuclei(viewer, work, stylegan2_steps))
+    crops = viewer.add_image(nucleus_crops(nuclei.data[:3]), name="nuclei crops", colormap="gray")
+    nuclei.visible = False
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gan", "Project Image")
+    widget.model_path.value = work / "nuclei"
+    widget.image_layer.value = crops
+    widget.field("steps").value = steps
+    widget.morph.value = True
+    widget.frames.value = 8
+    widget.device.value = "cpu"
+    widget.latents_path.value = work / "nuclei crops.npy"
+    widget.run_button.native.click()
+    wait(widget)
+    side_by_side(viewer, [crops.name, widget.last_layer.name, widget.last_sequence.name])
+    shot(viewer, "widget_project.png")
+
+
+def nuclei_masks(stack):
+    """Instance masks of the nuclei, one per image (Otsu threshold, connected components): the
+    segmentation a user would have."""
+    import numpy as np
+    from skimage.filters import threshold_otsu
+    from skimage.measure import label
+
+    return np.stack([label(plane > threshold_otsu(plane)) for plane in stack]).astype(np.uint16)
+
+
+def synthesize(viewer, work: Path, steps: int) -> None:
+    """Synthetic Data Set: a Pix2Pix model of nuclei images from their masks (task labels),
+    then 8 new 128x128 (mask, image) pairs; synthetic images | synthetic masks."""
+    clear(viewer)
+    viewer.open_sample("napari-gan", "nuclei")
+    nuclei = viewer.layers["nuclei"]
+    masks = viewer.add_labels(nuclei_masks(nuclei.data), name="nuclei masks")
+    if not trained(work / "masks2nuclei"):
+        train_masks2nuclei(viewer, work, steps, masks, nuclei)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gan", "Synthetic Data Set")
+    widget.model_path.value = work / "masks2nuclei"
+    widget.masks_layer.value = masks
+    widget.same_size.value = False
+    widget.height.value = widget.width.value = 128
+    widget.n.value = 8
+    widget.device.value = "cpu"
+    widget.folder.value = work / "synthetic"
+    widget.run_button.native.click()
+    wait(widget)
+    side_by_side(viewer, [layer.name for layer in viewer.layers if layer.name.startswith("synthetic")])
+    shot(viewer, "widget_synthesize.png")
+
+
+def train_masks2nuclei(viewer, work: Path, steps: int, masks, nuclei) -> None:
+    """Train Pix2Pix (task labels) from the masks to the nuclei through the Train widget, into
+    work/masks2nuclei."""
+    dock, train = viewer.window.add_plugin_dock_widget("napari-gan", "Train")
+    train.field("task").value = "labels"
+    train.picker("input").value = masks
+    train.picker("target").value = nuclei
+    for name, value in dict(steps=steps, patch=32, batch=4, width=16, val_fraction=0.2,
+                            val_every=max(10, steps // 3), log_every=5).items():
+        train.field(name).value = value
+    train.device.value = "cpu"
+    train.out_dir.value = str(work / "masks2nuclei")
+    train.train_button.native.click()
+    wait(train)
+    viewer.window.remove_dock_widget(dock)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, help="folder for the trained models (default: temporary)")
     parser.add_argument("--pix2pix-steps", type=int, default=300)
     parser.add_argument("--stylegan2-steps", type=int, default=200)
-    parser.add_argument("--only", choices=("pix2pix", "stylegan2"))
+    parser.add_argument("--project-steps", type=int, default=100, help="projection steps per image")
+    parser.add_argument("--labels-steps", type=int, default=150,
+                        help="training steps of the Pix2Pix labels model (Synthetic Data Set)")
+    parser.add_argument("--only", nargs="+", choices=SHOTS, default=SHOTS, help="the scenes to shoot")
     args = parser.parse_args()
 
     import napari
@@ -168,10 +294,14 @@ def main() -> int:
     viewer = napari.Viewer(show=True, title="napari-gan")
     viewer.window.resize(1500, 950)
     settle(1.0)
-    if args.only in (None, "pix2pix"):
+    if "pix2pix" in args.only:
         pix2pix(viewer, work, args.pix2pix_steps)
-    if args.only in (None, "stylegan2"):
+    if "stylegan2" in args.only:
         stylegan2(viewer, work, args.stylegan2_steps)
+    if "project" in args.only:
+        project(viewer, work, args.project_steps, args.stylegan2_steps)
+    if "synthesize" in args.only:
+        synthesize(viewer, work, args.labels_steps)
     viewer.close()
     return 0
 

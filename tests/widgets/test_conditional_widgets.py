@@ -188,6 +188,25 @@ def test_generate_from_a_drawn_labels_layer(qtbot, viewer, gen_widget, labels_mo
     assert out.colormap.name == "gray"
 
 
+def test_generate_input_lists_labels_layers_first_for_a_labels_model(viewer, gen_widget, labels_model,
+                                                                     pix2pix_models):
+    def names():
+        return [layer.name for layer in gen_widget.input_layer.choices[1:]]     # after None
+
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    viewer.add_image(image_of(cells()), name="cells")
+    viewer.add_labels(cells(), name="mask")
+    chosen = viewer.add_image(image_of(cells(3)), name="later")                 # an image added last
+    gen_widget.input_layer.value = chosen
+    assert names() == ["cells", "mask", "later"]                                # an image model: the viewer's order
+    gen_widget.model_path.value = labels_model
+    assert names() == ["mask", "cells", "later"] and gen_widget.input_layer.value is chosen
+    viewer.add_labels(cells(9), name="more")                                    # layers added after the model
+    assert names() == ["mask", "more", "cells", "later"]
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    assert names() == ["cells", "mask", "later", "more"] and gen_widget.input_layer.value is chosen
+
+
 def test_generate_refuses_bad_masks(qtbot, viewer, gen_widget, labels_model, notes):
     gen_widget.model_path.value = labels_model
     cases = [(viewer.add_labels(np.zeros((40, 40), np.uint8), name="empty"), "'empty' has no objects"),
@@ -305,6 +324,30 @@ def test_synthetic_data_set_matches_the_command_line_masks(qtbot, viewer, labels
     assert not notes.errors()
 
 
+def test_synthetic_data_set_of_a_chosen_size(qtbot, viewer, labels_model, tmp_path, notes):
+    from napari_gan.core.labels import synthetic_masks
+
+    widget = _widget(viewer, "SynthesizeWidget")
+    masks = np.stack([cells(), cells(7)])
+    viewer.add_labels(masks, name="training masks")
+    widget.model_path.value = labels_model
+    assert widget.same_size.value and widget.size_box.native.isHidden()
+    widget.same_size.value = False
+    assert not widget.size_box.native.isHidden()
+    widget.height.value, widget.width.value = 40, 72
+    widget.n.value = 2
+    widget.folder.value = tmp_path / "synthetic"
+    widget.run_button.native.click()
+    wait_idle(qtbot, widget)
+    assert not notes.errors()
+    expected = synthetic_masks(list(masks), 2, (40, 72), np.random.default_rng(0))   # as --shape 40 72
+    for i in range(2):
+        name = f"synthetic_{i + 1:04d}.tif"
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "synthetic" / "masks" / name), expected[i])
+        assert tifffile.imread(tmp_path / "synthetic" / "images" / name).shape == (40, 72)
+    assert viewer.layers["synthetic images (training masks)"].data.shape == (2, 40, 72)
+
+
 def test_synthetic_data_set_refuses_bad_input(qtbot, viewer, labels_model, stylegan2_model, tmp_path, notes):
     widget = _widget(viewer, "SynthesizeWidget")
     widget.folder.value = tmp_path / "out"
@@ -313,4 +356,8 @@ def test_synthetic_data_set_refuses_bad_input(qtbot, viewer, labels_model, style
     _one_error(qtbot, widget, notes, "needs a Pix2Pix model trained with the task 'labels'")
     widget.model_path.value = labels_model
     _one_error(qtbot, widget, notes, "'empty' has no objects")
+    widget.masks_layer.value = viewer.add_labels(cells(), name="cells")
+    widget.same_size.value = False
+    widget.height.value = 4
+    _one_error(qtbot, widget, notes, "must be from 8 to 65536 pixels per side, not 4 x 256")
     assert not (tmp_path / "out").exists()

@@ -292,6 +292,9 @@ class GenerateWidget(QWidget):
 
     # ------------------------------------------------------------------ choices
     def reset_choices(self, *_args) -> None:
+        """New, removed or moved layers: the input's choices in their order (a labels model lists
+        Labels layers first), then the other pickers."""
+        refresh_choices(self.input_layer)
         self.form.reset_choices()
 
     def _channel_axis_choices(self, _widget=None) -> list[tuple[str, int]]:

@@ -8,6 +8,7 @@ objects at random positions, rotated, flipped and deformed
 (:func:`..core.labels.synthetic_masks`); the model makes its image. The work runs in a
 napari thread worker with progress and Cancel (pairs already written stay, whole); files
 napari-gan did not write are never replaced. The pairs can also be shown as two layers.
+The masks have the size of the first training mask, or another H x W (``--shape H W``).
 
 It is a widget of its own, not a section of Generate Data or Project Image, because it
 takes a different model (Pix2Pix, task labels) and writes a folder rather than a layer.
@@ -23,6 +24,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, SpinBox
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
+from ..cli.project import SYNTH_SIDES
 from ._common import (
     InputError, contrast_limits, device_choices, image_layer_data, is_labels_layer, layer_choices, notify_error,
     notify_info, physical_pixel_size, read_model, refresh_choices, spatial_scale, user_message,
@@ -47,6 +49,7 @@ class SynthesizeRequest:
     folder: Path
     pixel_size: dict
     unit: str | None
+    shape: tuple[int, int] | None   # of the synthetic masks; None: that of the first mask
     keep: bool                    # return the pairs to show them as layers
     source: str | None = None     # the masks layer's own file (never written)
 
@@ -77,6 +80,12 @@ class SynthesizeWidget(QWidget):
                                     choices=lambda _w: layer_choices(self.viewer, labels_first=True),
                                     tooltip="Label images whose objects are placed (e.g. the training masks): "
                                             "a Labels layer or an integer image, one mask or a stack")
+        self.same_size = CheckBox(text="Same size as the masks", value=True,
+                                  tooltip="Untick to choose the size of the synthetic masks and images "
+                                          "(as 'napari-gan synthesize --shape H W')")
+        self.height = SpinBox(label="Height", min=1, max=SYNTH_SIDES[1], value=256, tooltip="Pixels")
+        self.width = SpinBox(label="Width", min=1, max=SYNTH_SIDES[1], value=256, tooltip="Pixels")
+        self.size_box = Container(widgets=[self.height, self.width], visible=False)
         self.n = SpinBox(label="Number of pairs", min=1, max=100_000, value=16)
         self.seed = SpinBox(label="Seed", min=0, max=2**31 - 1, value=0,
                             tooltip="The same seed gives the same data set (as 'napari-gan synthesize --seed')")
@@ -87,11 +96,13 @@ class SynthesizeWidget(QWidget):
         self.folder = FileEdit(label="Save to", mode="d",
                                tooltip="Folder for masks/ and images/ (synthetic_0001.tif, ...)")
         self.show_layers = CheckBox(text="Also show the pairs as layers", value=True)
-        box = Container(widgets=[self.model_path, self.model_info, self.masks_layer, self.n, self.seed,
-                                 self.elastic, self.device, self.folder])
-        box.margins = (0, 0, 0, 0)
-        align_labels(box)
-        self.form = Container(labels=False, widgets=[box, self.show_layers])
+        top = Container(widgets=[self.model_path, self.model_info, self.masks_layer])
+        bottom = Container(widgets=[self.n, self.seed, self.elastic, self.device, self.folder])
+        labelled = [top, self.size_box, bottom]
+        for c in labelled:
+            c.margins = (0, 0, 0, 0)
+        align_labels(*labelled)
+        self.form = Container(labels=False, widgets=[top, self.same_size, self.size_box, bottom, self.show_layers])
         self.job = JobControls("Write data set")
         self.run_button, self.cancel_button, self.status = self.job.run_button, self.job.cancel_button, self.job.status
         layout = QVBoxLayout(self)
@@ -102,6 +113,7 @@ class SynthesizeWidget(QWidget):
         self.model_info.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
         self.model_path.changed.connect(self._detect)
+        self.same_size.changed.connect(lambda v: setattr(self.size_box, "visible", not v))
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.job.relay.progressed.connect(self._on_progress)
@@ -177,7 +189,20 @@ class SynthesizeWidget(QWidget):
         pixel_size = {k: v for k, v in pixel_size.items() if k in "YX"}
         return SynthesizeRequest(family, header, self.device.value, masks, layer.name, int(self.n.value),
                                  int(self.seed.value), float(self.elastic.value), folder, pixel_size, unit,
-                                 bool(self.show_layers.value), getattr(getattr(layer, "source", None), "path", None))
+                                 self._shape(), bool(self.show_layers.value),
+                                 getattr(getattr(layer, "source", None), "path", None))
+
+    def _shape(self) -> tuple[int, int] | None:
+        """The chosen size of the synthetic masks (None: the masks' own), in the command line's range."""
+        if self.same_size.value:
+            return None
+        shape = (int(self.height.value), int(self.width.value))
+        low, high = SYNTH_SIDES
+        if min(shape) < low or max(shape) > high:
+            raise InputError(f"The size of the synthetic masks must be from {low} to {high} pixels per side, "
+                             f"not {shape[0]} x {shape[1]}; change Height and Width, or tick 'Same size as "
+                             "the masks'.")
+        return shape
 
     # ------------------------------------------------------------------ results
     def _on_progress(self, done: int, total: int) -> None:
@@ -234,7 +259,8 @@ def _synthesize_job(request: SynthesizeRequest, cancel, relay):
     for i, name in enumerate(names):
         if cancel():
             return Synthesized(kept_masks, kept_images, request.folder, i, cancelled=True)
-        (mask,) = synthetic_masks(planes, 1, None, rng, classes=predictor.label_classes, elastic=request.elastic)
+        (mask,) = synthetic_masks(planes, 1, request.shape, rng, classes=predictor.label_classes,
+                                  elastic=request.elastic)
         image = predictor.predict_plane(mask[None])
         _check_finite(image, f"synthetic mask {i + 1}", request.header.path)
         data = image[0] if image.shape[0] == 1 else image

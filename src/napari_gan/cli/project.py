@@ -16,6 +16,8 @@ from .common import add_axes_arg, add_device_arg, add_series_arg, check_early
 
 #: names of the files ``synthesize`` writes: FOLDER/masks/NAME and FOLDER/images/NAME
 SYNTH_NAME = "synthetic_{:04d}.tif"
+#: the smallest and largest side (pixels) of a synthetic mask (``synthesize --shape``)
+SYNTH_SIDES = (8, 65536)
 
 
 def add_parsers(sub) -> None:
@@ -173,8 +175,9 @@ def synthesize(args) -> int:
         raise NapariGanError(f"--seed must be 0 or more, not {args.seed}.")
     if not 0 <= args.elastic <= 1:
         raise NapariGanError(f"--elastic must be from 0 to 1, not {args.elastic}.")
-    if args.shape is not None and (min(args.shape) < 8 or max(args.shape) > 65536):
-        raise NapariGanError(f"--shape must be from 8 to 65536 pixels per side, not {args.shape[0]} {args.shape[1]}.")
+    if args.shape is not None and (min(args.shape) < SYNTH_SIDES[0] or max(args.shape) > SYNTH_SIDES[1]):
+        raise NapariGanError(f"--shape must be from {SYNTH_SIDES[0]} to {SYNTH_SIDES[1]} pixels per side, "
+                             f"not {args.shape[0]} {args.shape[1]}.")
     if args.tile is not None and args.tile < 32:
         raise NapariGanError(f"--tile must be at least 32, not {args.tile}.")
     model = resolve_model_path(args.model.expanduser())
