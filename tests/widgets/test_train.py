@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QCoreApplication, QEvent, QTimer
 
+from napari_gan._widgets import _common
+
 from .conftest import smooth_image, tiny_training, wait_idle
 
 
@@ -81,7 +83,8 @@ def test_input_normalisation_choice_reaches_the_model(qtbot, viewer, train_widge
     assert header.normalization["input"]["per_image"]
 
 
-def test_stop_mid_training_then_resume(qtbot, viewer, train_widget, pair, tmp_path, notes):
+def test_stop_mid_training_then_resume(qtbot, viewer, train_widget, pair, tmp_path, notes, monkeypatch):
+    monkeypatch.setitem(_common._renderer, "name", "nvidia geforce rtx")   # as on a desktop with a GPU
     noisy, clean = pair
     viewer.add_image(noisy, name="noisy")
     viewer.add_image(clean, name="clean")
@@ -94,7 +97,7 @@ def test_stop_mid_training_then_resume(qtbot, viewer, train_widget, pair, tmp_pa
     qtbot.waitUntil(lambda: "ETA" in train_widget.status.value, timeout=30_000)   # refreshed 4x a second
     assert "images/s" in train_widget.status.value and "step" in train_widget.status.value
     bars = [p for p in progress._all_instances if str(p.desc).startswith("napari-gan: training")]
-    assert len(bars) == 1                                 # shown in napari's activity dock
+    assert len(bars) == 1                                 # shown in napari's activity dock (a GPU draws)
     train_widget.stop_button.native.click()
     assert "Stopping" in train_widget.status.value
     wait_idle(qtbot, train_widget)

@@ -246,6 +246,39 @@ def contrast_limits(image: np.ndarray, percentiles=(0.5, 99.8)) -> tuple[float, 
 
 
 # -------------------------------------------------------------------------- devices
+#: OpenGL renderers that draw in software: remote and virtual displays (X forwarding, VNC, Xvfb)
+SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "swiftshader", "software rasterizer")
+_renderer: dict = {}
+
+
+def draws_in_software(viewer) -> bool:
+    """Whether napari's canvas is drawn by a software OpenGL (asked once per process).
+
+    With a canvas in the window, Qt recomposes the whole window through OpenGL whenever any
+    widget repaints, so there napari's animated "in progress" indicator alone costs a sixth of
+    a 2-core CPU for as long as a job runs (docs/benchmarks.md, section 2e)."""
+    if "name" not in _renderer:
+        try:
+            from vispy.gloo import gl
+
+            viewer.window._qt_viewer.canvas._scene_canvas.set_current()
+            _renderer["name"] = str(gl.glGetParameter(gl.GL_RENDERER)).lower()
+        except Exception:  # noqa: BLE001 - no canvas or no context: assume a GPU draws it
+            return False
+    return any(name in _renderer["name"] for name in SOFTWARE_GL)
+
+
+def activity_progress(viewer, total: int, desc: str):
+    """napari's progress bar for a job (listed in its activity dock, with an animated "in
+    progress" indicator), or None where the canvas is drawn in software and that animation
+    would take CPU from the job: the widget's own progress bar shows the job either way."""
+    if draws_in_software(viewer):
+        return None
+    from napari.utils import progress
+
+    return progress(total=total, desc=desc)
+
+
 def import_training_modules() -> None:
     """Import what a first training run would otherwise import in its worker: torch's first
     optimiser imports torch._dynamo (about a second), which holds the GIL for up to 0.15 s

@@ -33,7 +33,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pus
 from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
-    InputError, contrast_limits, device_choices, image_layer_data, labelled_channel_axis, layer_choices,
+    InputError, activity_progress, contrast_limits, device_choices, image_layer_data, labelled_channel_axis, layer_choices,
     notify_error, notify_info, notify_warning, physical_pixel_size, placement, placement_by_axes,
     refresh_choices, report_failure, spatial_scale, user_message,
 )
@@ -537,12 +537,10 @@ class GenerateWidget(QWidget):
 
     # ------------------------------------------------------------------ progress
     def _open_progress(self, total: int) -> None:
-        from napari.utils import progress
-
         total = total if total > 1 else 0     # one plane: an indeterminate (busy) bar
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
-        self._pbar = progress(total=total, desc="napari-gan: generating")
+        self._pbar = activity_progress(self.viewer, total, "napari-gan: generating")
 
     def _close_progress(self) -> None:
         if self._pbar is not None:

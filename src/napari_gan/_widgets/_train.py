@@ -25,8 +25,8 @@ from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from ._common import (
-    InputError, PREVIEW_SUFFIX, contrast_limits, device_choices, image_layer_data, import_training_modules,
-    is_labels_layer, layer_choices, notify_error, notify_info, notify_warning, placement, refresh_choices,
+    InputError, PREVIEW_SUFFIX, activity_progress, contrast_limits, device_choices, image_layer_data,
+    import_training_modules, is_labels_layer, layer_choices, notify_error, notify_info, notify_warning, placement, refresh_choices,
     spatial_scale, user_message,
 )
 from ._fields import SettingFields, align_labels
@@ -455,9 +455,7 @@ class TrainWidget(QWidget):
 
     # ------------------------------------------------------------------ progress
     def _open_progress(self, family: "Family") -> None:
-        from napari.utils import progress
-
-        self._pbar = progress(total=PROGRESS_TOTAL, desc=f"napari-gan: training {family.name}")
+        self._pbar = activity_progress(self.viewer, PROGRESS_TOTAL, f"napari-gan: training {family.name}")
 
     def _close_progress(self) -> None:
         if self._pbar is not None:
