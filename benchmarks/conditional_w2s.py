@@ -37,6 +37,7 @@ reference.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -102,6 +103,18 @@ def crops_at(images: list[np.ndarray], n: int, size: int, seed: int) -> np.ndarr
     return np.stack(out)[:, None].astype(np.float32)
 
 
+def settings_given(items: list[str]) -> dict:
+    """``["l1_weight=10"]`` -> ``{"l1_weight": 10.0}`` (numbers as numbers)."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value.strip()
+    return out
+
+
 def masks_part(args, device, budget) -> dict:
     from napari_gan.core.families import Images, get
     from napari_gan.core.families.pix2pix import Pix2PixConfig
@@ -120,7 +133,7 @@ def masks_part(args, device, budget) -> dict:
           f"foreground {np.mean([(m > 0).mean() for m in train_masks]):.2f}", flush=True)
 
     family = get("pix2pix")
-    cfg = Pix2PixConfig(task="labels", **({"patch": 64, "batch": 2} if args.smoke else {}))
+    cfg = Pix2PixConfig(task="labels", **({"patch": 64, "batch": 2} if args.smoke else {}), **settings_given(args.set))
     images = {"input": Images([m[None] for m in train_masks], [f"mask {f:03d}" for f in train_fovs]),
               "target": Images([im[None] for im in train_img], [f"{f:03d}_{stain}.tif" for f in train_fovs])}
     run = args.run / "masks"
@@ -164,7 +177,7 @@ def masks_part(args, device, budget) -> dict:
     if not args.smoke or args.figures:
         folder = OUT if args.smoke else DOCS_IMAGES   # smoke figures stay out of the docs
         masks_figure(held_masks, generated, held_img, list(held_fovs), rows,
-                     folder / f"conditional_masks{'_smoke' if args.smoke else ''}.png")
+                     folder / f"conditional_masks{'_smoke' if args.smoke else ''}{args.tag}.png")
     return result
 
 
@@ -302,6 +315,9 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=Path("/tmp/napari_gan_conditional_w2s"))
     ap.add_argument("--smoke", action="store_true", help="seconds: 2 fields, 128x128 crops, a few steps")
     ap.add_argument("--figures", action="store_true", help="(--smoke) write the figures too")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="(masks) a Pix2Pix setting other than its default, e.g. l1_weight=10; repeat for several")
+    ap.add_argument("--tag", default="", help="suffix of the results file and the masks figure")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -309,7 +325,7 @@ def main() -> None:
     if args.smoke:
         args.run = args.run.with_name(args.run.name + "_smoke")
     budget = Budget(steps=6) if args.smoke else Budget(steps=args.steps) if args.steps else Budget(minutes=args.minutes)
-    name = "conditional_w2s_smoke.json" if args.smoke else "conditional_w2s.json"
+    name = f"conditional_w2s{'_smoke' if args.smoke else ''}{args.tag}.json"
     from stylegan2_w2s import lscpu, run_env
 
     results = {"machine": {**machine(), "lscpu": lscpu(), "env": run_env()}, "device": describe_device(device),
