@@ -243,6 +243,10 @@ def test_stylegan2_package(tmp_path, capsys):
                  "--steps", "2", "--resolution", "8", "--size", "small", "--batch", "2", "--z-dim", "8",
                  "--channel-base", "64", "--channel-max", "8", "--eval-images", "4", "--quiet"]) == 0
     out = tmp_path / "sg.zip"
+    code, _, err = run_cli(capsys, "export", "--model", tmp_path / "sg", "--output", out, *AUTHORS, "--no-check",
+                           "--direction", "b2a")
+    assert_clean_error(code, err, "--direction applies to CycleGAN models")   # not silently ignored
+    assert not out.exists()
     code, _, err = run_cli(capsys, "export", "--model", tmp_path / "sg", "--output", out, *AUTHORS, "--no-check")
     assert code == 0, err
     zoo_test(out)

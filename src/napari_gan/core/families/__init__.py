@@ -310,9 +310,7 @@ def applier_options(family: Family, options: dict, model: str = "this model") ->
         return {}
     own = {d.name for d in settings.declared(family.apply_settings)}
     shared = {d.name for d in settings.declared(Family.apply_settings.fget(family))}
-    for other in all_families():
-        if other.apply_mode != family.apply_mode:
-            continue
+    for other in all_families():   # of either apply mode: export takes every family's options
         for d in settings.declared(other.apply_settings):
             if d.name not in own and d.name in options and options[d.name] != d.default:
                 raise NapariGanError(f"{d.flag} applies to {other.title} models; {model} is a {family.title} "
