@@ -51,6 +51,17 @@ def viewer(make_napari_viewer):
     return make_napari_viewer()
 
 
+@pytest.fixture
+def gen_widget(viewer):
+    """A Generate Data widget docked in the viewer, on the CPU."""
+    from napari_gan._widgets import GenerateWidget
+
+    widget = GenerateWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Generate Data")
+    widget.device.value = "cpu"
+    return widget
+
+
 def tiny_training(widget, out_dir, steps=4, preview_every=2, **settings):
     """Settings that make a Pix2Pix run take a second or two on a laptop CPU (fields are
     reached by setting name; ``settings`` overrides or adds some)."""

@@ -20,16 +20,6 @@ def train_widget(viewer, tmp_path):
     return widget
 
 
-@pytest.fixture
-def gen_widget(viewer):
-    from napari_gan._widgets import GenerateWidget
-
-    widget = GenerateWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Generate Data")
-    widget.device.value = "cpu"
-    return widget
-
-
 def snapshot(viewer):
     return [(layer.name, layer.data, np.array(layer.data, copy=True)) for layer in viewer.layers]
 

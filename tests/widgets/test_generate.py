@@ -11,16 +11,6 @@ from napari_gan._widgets import _common
 from .conftest import smooth_image, wait_idle
 
 
-@pytest.fixture
-def gen_widget(viewer):
-    from napari_gan._widgets import GenerateWidget
-
-    widget = GenerateWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Generate Data")
-    widget.device.value = "cpu"
-    return widget
-
-
 def test_pix2pix_denoise_gives_a_layer_on_top_of_the_input(qtbot, viewer, gen_widget, pix2pix_models, notes):
     image = smooth_image((70, 50))
     layer = viewer.add_image(image, name="raw", scale=(0.5, 0.25), translate=(10, 20))

@@ -13,16 +13,6 @@ from .conftest import smooth_image, wait_idle
 T, Z, C, Y, X = 2, 3, 3, 16, 20           # Z == C: the case that must not be guessed
 
 
-@pytest.fixture
-def gen_widget(viewer):
-    from napari_gan._widgets import GenerateWidget
-
-    widget = GenerateWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Generate Data")
-    widget.device.value = "cpu"
-    return widget
-
-
 def _train(root, name, inputs, targets, **cfg):
     from napari_gan.core.data import PairedSet
     from napari_gan.core.device import resolve_device

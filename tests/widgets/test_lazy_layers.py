@@ -50,16 +50,12 @@ def dask_reads_on_the_calling_thread():
 
 
 @pytest.fixture
-def gen_widget(viewer, pix2pix_models):
-    from napari_gan._widgets import GenerateWidget
-
-    widget = GenerateWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Generate Data")
-    widget.device.value = "cpu"
-    widget.model_path.value = pix2pix_models["denoise"]
-    widget.field("tile").value = TILE
-    widget.field("overlap").value = OVERLAP
-    return widget
+def gen_widget(gen_widget, pix2pix_models):
+    """The docked Generate Data widget with the denoising model and small tiles."""
+    gen_widget.model_path.value = pix2pix_models["denoise"]
+    gen_widget.field("tile").value = TILE
+    gen_widget.field("overlap").value = OVERLAP
+    return gen_widget
 
 
 def predict(qtbot, widget, layer):
