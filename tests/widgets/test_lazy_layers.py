@@ -153,3 +153,21 @@ def test_removing_the_layer_deletes_its_temporary_store(qtbot, viewer, gen_widge
     assert store.exists() and out.metadata["napari_gan_store_temporary"]
     viewer.layers.remove(out)
     assert not store.exists() and viewer.layers["raw"].data is layer.data
+
+
+def test_a_lazy_layer_of_several_channels_gives_one_layer_like_the_numpy_result(qtbot, viewer, gen_widget,
+                                                                               pix2pix_models, notes):
+    """Channels stay one axis of one layer, placed on the input like the in-memory result."""
+    gen_widget.model_path.value = pix2pix_models["two_channels"]
+    image = smooth_image((3, 2, 96, 80))                            # Z, C, Y, X
+    layer, _ = lazy_layer(viewer, image, scale=(2, 1, 0.5, 0.5), translate=(4, 0, 1, 2))
+    gen_widget.input_layer.value = layer
+    gen_widget.channel_axis.value = 1
+    out = predict(qtbot, gen_widget, layer)
+    assert not notes.errors(), notes.errors()
+    assert not isinstance(out.data, np.ndarray) and out.data.shape == image.shape
+    assert tuple(out.scale) == (2, 1, 0.5, 0.5) and tuple(out.translate) == (4, 0, 1, 2)
+    gen_widget.input_layer.value = viewer.add_image(image, name="in memory")
+    gen_widget.channel_axis.value = 1
+    reference = predict(qtbot, gen_widget, viewer.layers["in memory"])
+    np.testing.assert_allclose(np.asarray(out.data), reference.data, rtol=1e-5, atol=1e-4)

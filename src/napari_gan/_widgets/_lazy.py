@@ -165,14 +165,10 @@ class LazyResults:
         kwargs["metadata"] = dict(kwargs.get("metadata", {}), napari_gan_store=str(message.path),
                                   napari_gan_store_temporary=message.temporary)
         data = message.views if len(message.views) > 1 else message.views[0]
-        if plan.place is not None:
+        if plan.place is not None:   # channels stay an axis of the one layer, as in the in-memory result
             from ._generate import Outcome
 
             kwargs.update(plan.place(Outcome(message.views[0], message.contrast, axes=message.axes)))
-        if message.axes is not None and "C" in message.axes and message.views[0].shape[message.axes.index("C")] > 1:
-            kwargs["channel_axis"] = message.axes.index("C")
-            kwargs.pop("colormap", None)
-            kwargs["contrast_limits"] = [message.contrast] * message.views[0].shape[kwargs["channel_axis"]]
         added = self.viewer.add_image(data, name=plan.layer_name, multiscale=len(message.views) > 1, **kwargs)
         self.layers = added if isinstance(added, list) else [added]
         self._last_refresh = time.monotonic()
@@ -189,11 +185,8 @@ class LazyResults:
 
     def finish(self, outcome: LazyOutcome) -> list:
         """The store is complete (and maybe renamed): point the layers at it, set the contrast."""
-        for i, layer in enumerate(self.layers):
+        for layer in self.layers:
             views = outcome.views
-            if len(self.layers) > 1:
-                axis = outcome.axes.index("C")
-                views = [v[(slice(None),) * axis + (i,)] for v in views]
             layer.data = views if len(views) > 1 else views[0]
             layer.contrast_limits = outcome.contrast
             layer.metadata["napari_gan_store"] = str(outcome.path)
