@@ -68,7 +68,7 @@ def expected_region(viewer, layer):
 
 def test_live_preview_restores_the_visible_part_and_sits_over_it(qtbot, viewer, gen_widget, notes):
     image = smooth_image((200, 240))
-    layer = viewer.add_image(image, name="raw", scale=(2.0, 2.0), translate=(10.0, 20.0))
+    layer = viewer.add_image(image, name="raw", scale=(2.0, 2.0), translate=(10.0, 20.0), colormap="magma")
     gen_widget.input_layer.value = layer
     assert not gen_widget.live.toggle.native.isHidden()
     look_at(viewer, (10 + 2 * 100, 20 + 2 * 130), visible_rows=2 * 70)
@@ -81,7 +81,7 @@ def test_live_preview_restores_the_visible_part_and_sits_over_it(qtbot, viewer, 
     assert region.shape[0] < 200 or region.shape[1] < 240                             # ... and not the rest
     preview = viewer.layers["raw live preview"]
     assert preview.metadata["napari_gan_preview"] and preview not in gen_widget.input_layer.choices
-    assert tuple(preview.scale) == (2.0, 2.0)
+    assert tuple(preview.scale) == (2.0, 2.0) and preview.colormap.name == "magma"   # as the input's
     assert np.allclose(preview.translate, (10 + 2 * region.y0, 20 + 2 * region.x0))
     predictor = gen_widget.live._model[1]
     whole = predictor.predict_plane(image[None], TILE, OVERLAP)[0]

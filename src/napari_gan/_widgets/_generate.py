@@ -501,7 +501,7 @@ class GenerateWidget(QWidget):
         what += "".join(f" {v}" for v in own.values() if isinstance(v, str))     # e.g. CycleGAN's direction
         name = f"{layer.name} {what}"
         kwargs: dict[str, Any] = {"metadata": {"napari_gan_model": str(header.path), "napari_gan_settings": values}}
-        kwargs["colormap"] = "gray" if labels or layer.rgb else layer.colormap.name
+        kwargs["colormap"] = result_colormap(layer, labels)
         save_path = self._save_target(name, header, layer)
         save = None
         if save_path is not None:
@@ -596,6 +596,14 @@ class GenerateWidget(QWidget):
             message += f"; saved to '{plan.save_path}'"
             notify_info(f"Saved '{self.last_layer.name}' to '{plan.save_path}'.")
         self.status.value = message + "."
+
+
+def result_colormap(layer, labels: bool = False) -> str:
+    """The colormap of a one-channel result of ``layer``: the layer's own (grey for a label or
+    RGB input), so that a restored image looks like its input."""
+    if labels or getattr(layer, "rgb", False) or getattr(layer, "colormap", None) is None:
+        return "gray"
+    return layer.colormap.name
 
 
 def _model_channels(stored: dict) -> int:

@@ -3,9 +3,9 @@
 While it is on, the part of the selected input layer visible in the canvas is predicted and
 shown in a preview layer on top (metadata ``napari_gan_preview``: never offered as an input),
 placed exactly over that part: at the resolution level napari displays for a multiscale layer,
-in the plane of the current Z/T step. A model with several output channels gets one preview
-layer per channel (napari's channel colormaps), as Generate Data shows a lazy result's
-channels. Camera moves (centre, zoom) and step changes restart it after a pause of
+in the plane of the current Z/T step, in the input layer's colormap. A model with several
+output channels gets one preview layer per channel (napari's channel colormaps, overlaid:
+the whole visible part at once, whatever the channel slider shows). Camera moves (centre, zoom) and step changes restart it after a pause of
 :data:`DEBOUNCE_MS` (one prediction per settled view, not one per mouse event); a running
 prediction is cancelled between two tiles as soon as the view moves. Tiles run centre first
 (:mod:`..core.regions`), and the partial result is pushed to the preview layers at most every
@@ -56,6 +56,7 @@ class ViewRequest:
     scale: list                   # where the level's pixel (region.y0, region.x0) sits: Y, X
     translate: list
     name: str
+    colormap: str = "gray"        # of a one-channel preview: the input layer's, as Generate Data's result
 
 
 @dataclass
@@ -112,7 +113,10 @@ def view_request(viewer, layer, axes: str) -> ViewRequest | None:
     scale = np.asarray(layer.scale, float)[yx] * factors[yx]
     translate = np.asarray(layer.translate, float)[yx] + np.asarray(layer.scale, float)[yx] * factors[yx] * \
         np.array([region.y0, region.x0], float)
-    return ViewRequest(data, axes, lead_index, region, level, list(scale), list(translate), layer.name)
+    from ._generate import result_colormap
+
+    return ViewRequest(data, axes, lead_index, region, level, list(scale), list(translate), layer.name,
+                       result_colormap(layer))
 
 
 def _source(layer) -> str | None:
@@ -343,8 +347,8 @@ class LivePreview:
             self.widget.status.value = _finished(update)
 
     def _add_layers(self, update: PreviewUpdate, scale, translate) -> None:
-        """New preview layers for the update: one per output channel, as Generate Data adds a
-        result's channels; this input layer's previews that no longer fit go."""
+        """New preview layers for the update: one per output channel (one channel: in the input
+        layer's colormap); this input layer's previews that no longer fit go."""
         name = update.request.name
         for layer in self._present_layers():
             if _source(layer) == name:
@@ -356,7 +360,8 @@ class LivePreview:
         if len(data) > 1:
             added = self.viewer.add_image(data, channel_axis=0, contrast_limits=contrast, **kwargs)
         else:
-            added = self.viewer.add_image(data[0], colormap="gray", contrast_limits=contrast[0], **kwargs)
+            added = self.viewer.add_image(data[0], colormap=update.request.colormap, contrast_limits=contrast[0],
+                                          **kwargs)
         self.layers = added if isinstance(added, list) else [added]
 
     # ------------------------------------------------------------------ worker side
