@@ -325,7 +325,8 @@ def crops_main(args) -> None:
     planes, names = load_fovs(args.data, train_fovs, stains)
     held, _ = load_fovs(args.data, held_fovs, stains)
     overrides = parse_overrides(args.set)
-    cfg = StyleGAN2Config(resolution=args.resolution, size=args.size, batch=args.batch, lr=args.lr, **overrides)
+    cfg = StyleGAN2Config(**{"resolution": args.resolution, "size": args.size, "batch": args.batch, "lr": args.lr,
+                             **overrides})
     data = ImageSet.build(planes, cfg.resolution, names)
     print(f"{len(planes)} training images {planes[0].shape} (fields {train_fovs[0]}-{train_fovs[-1]}), "
           f"{len(held)} held-out; {describe_device(device)}; overrides {overrides}", flush=True)
@@ -347,9 +348,11 @@ def crops_main(args) -> None:
     wall = time.perf_counter() - t0
     load_end = os.getloadavg()
 
-    # scoring, outside the budget: fixed held-out crops, the generator's samples from fixed latents
+    # scoring, outside the budget: fixed held-out crops, the generator's samples from fixed latents,
+    # at the end of the run and from the model file the user gets (the best EMA by the in-training SWD)
     fake = ema_samples(trainer, args.eval_n, args.seed + 5)
-    scores = score(fake, snapshots, planes, held, data.norm, args.eval_n, cfg.resolution)
+    model_fake = model_file_samples(last.paths["best"], args.eval_n, args.seed + 5) if last else fake
+    scores = score(fake, snapshots, planes, held, data.norm, args.eval_n, cfg.resolution, model_fake)
     swd, floor = scores["swd_heldout"], scores["floor_train_vs_heldout"]
     real_held = scores.pop("real_held")
     result = {
@@ -365,23 +368,38 @@ def crops_main(args) -> None:
     }
     tag = args.tag + ("_smoke" if args.smoke else "")
     save_json(f"stylegan2_crops_{tag}.json", result)
-    np.savez_compressed(args.run / "samples.npz", fake=fake, real_held=real_held,
+    np.savez_compressed(args.run / "samples.npz", fake=fake, model=model_fake, real_held=real_held,
                         **{f"kimg_{k:g}": v for k, v in snapshots.items()})
     if not args.smoke or args.figure:
         images = ROOT / "benchmarks" / "out" if args.smoke else args.docs / "images"   # smoke: not in the docs
         images.mkdir(parents=True, exist_ok=True)
-        plot_samples(real_held, fake, images / f"stylegan2_crops_{tag}.png")
-    print(json.dumps({k: result[k] for k in ("tag", "steps", "kimg", "img_per_s", "ratio", "ratio_heldout_floor",
+        plot_samples(real_held, model_fake, images / f"stylegan2_crops_{tag}.png")
+    print(json.dumps({k: result[k] for k in ("tag", "steps", "kimg", "img_per_s", "ratio", "ratio_model",
+                                              "ratio_heldout_floor",
                                               "swd_heldout_at_kimg")}, default=float), flush=True)
     print(f"SWD {swd['swd']:.4f}  floor(train vs held-out) {floor['swd']:.4f}  floor(held-out vs held-out) "
           f"{scores['floor_heldout_vs_heldout']['swd']:.4f}  load {load_start[0]:.2f} -> {load_end[0]:.2f}", flush=True)
 
 
-def score(fake: np.ndarray, snapshots: dict, planes: list, held: list, norm, n: int, size: int) -> dict:
+def model_file_samples(path, n: int, seed: int) -> np.ndarray:
+    """``n`` images (model space) of a saved model file from latents fixed by ``seed``, as
+    :func:`ema_samples` draws them from a trainer."""
+    from napari_gan.core.generation import load_generator
+
+    gen = load_generator(path, "cpu")
+    z = torch.randn(n, gen.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return torch.cat([gen.G(z[i:i + 32], noise_mode="const") for i in range(0, n, 32)]).numpy()
+
+
+def score(fake: np.ndarray, snapshots: dict, planes: list, held: list, norm, n: int, size: int,
+          model_fake: np.ndarray | None = None) -> dict:
     """Patch SWDs of the samples ``fake`` (and of each kimg snapshot) and the real-vs-real
     references, all over ``n`` fixed crops:
 
-    * ``swd_heldout``: samples against crops of the held-out fields (what the benchmark scores);
+    * ``swd_heldout``: samples at the end of the run against crops of the held-out fields;
+    * ``swd_heldout_model`` (``ratio_model``): the same for the samples ``model_fake`` of the model
+      file the user gets (the trainer keeps the best EMA generator by its in-training SWD);
     * ``floor_train_vs_heldout``: crops of the training fields against the same held-out crops,
       the distance of real images the model could have learnt from (the "real-vs-real distance";
       ``ratio`` = swd_heldout / it);
@@ -398,6 +416,9 @@ def score(fake: np.ndarray, snapshots: dict, planes: list, held: list, norm, n: 
            "floor_heldout_vs_heldout": patch_swd(real_held, real_held_b),
            "swd_train": patch_swd(real_train_b, fake), "floor_train_vs_train": patch_swd(real_train_b, real_train)}
     out["ratio"] = out["swd_heldout"]["swd"] / out["floor_train_vs_heldout"]["swd"]
+    if model_fake is not None:
+        out["swd_heldout_model"] = patch_swd(real_held, model_fake)
+        out["ratio_model"] = out["swd_heldout_model"]["swd"] / out["floor_train_vs_heldout"]["swd"]
     out["ratio_heldout_floor"] = out["swd_heldout"]["swd"] / out["floor_heldout_vs_heldout"]["swd"]
     out["ratio_train"] = out["swd_train"]["swd"] / out["floor_train_vs_train"]["swd"]
     out["swd_heldout_at_kimg"] = {f"{float(k):g}": patch_swd(real_held, v)["swd"] for k, v in snapshots.items()}
@@ -417,11 +438,13 @@ def rescore(args) -> None:
     norm = ImageSet.build(planes, info["config"]["resolution"]).norm
     saved = np.load(Path(f"/tmp/napari_gan_sg2_crops_{args.tag}") / "samples.npz")
     snapshots = {float(k[5:]): saved[k] for k in saved.files if k.startswith("kimg_")}
-    scores = score(saved["fake"], snapshots, planes, held, norm, info["eval_n"], info["config"]["resolution"])
+    scores = score(saved["fake"], snapshots, planes, held, norm, info["eval_n"], info["config"]["resolution"],
+                   saved["model"] if "model" in saved.files else None)
     scores.pop("real_held")
     info.update(scores)
     save_json(f"stylegan2_crops_{args.tag}.json", info)
-    print({k: scores[k] for k in ("ratio", "ratio_heldout_floor", "ratio_train", "swd_heldout_at_kimg")})
+    print({k: scores.get(k) for k in ("ratio", "ratio_model", "ratio_heldout_floor", "ratio_train",
+                                      "swd_heldout_at_kimg")})
 
 
 def compare_figure(entries: list[str], path: Path, n: int = 5) -> None:
