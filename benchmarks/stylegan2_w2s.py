@@ -497,7 +497,7 @@ def main() -> None:
     p.add_argument("--heldout-fovs", default="49-60")
     p.add_argument("--steps", type=int, help="(--crops) a step budget instead of minutes")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="(--crops) override a config field, e.g. --set channel_base=1024 (repeatable)")
+                   help="override a config field, e.g. --set channel_base=1024 (repeatable)")
     p.add_argument("--tag", default="defaults", help="(--crops) name of the output files")
     p.add_argument("--eval-n", type=int, default=128, help="(--crops) images per set for the held-out SWD")
     p.add_argument("--snapshot-kimg", default="", help="(--crops) also score samples at these kimg, e.g. 2,4,6")
@@ -520,6 +520,7 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch default)")
+    p.add_argument("--out", type=Path, help="(--compare) where to draw the figure")
     p.add_argument("--run", type=Path, default=RUN_DEFAULT)
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
     args = p.parse_args()
@@ -531,7 +532,7 @@ def main() -> None:
     if args.compare:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         (args.docs / "images").mkdir(parents=True, exist_ok=True)
-        return compare_figure(args.compare, args.docs / "images" / "stylegan2_crops_samples.png")
+        return compare_figure(args.compare, args.out or args.docs / "images" / "stylegan2_crops_samples.png")
     if args.val_every is None:
         args.val_every = 200 if args.crops else 50
     if args.crops:
@@ -543,9 +544,10 @@ def main() -> None:
         return crops_main(args)
     device = resolve_device("auto")
     planes, names = load_planes(args.data, args.downscale, args.stains)
-    cfg = StyleGAN2Config(resolution=args.resolution, size=args.size, batch=args.batch, lr=args.lr)
+    cfg = StyleGAN2Config(resolution=args.resolution, size=args.size, batch=args.batch, lr=args.lr,
+                          **parse_overrides(args.set))
     data = ImageSet.build(planes, cfg.resolution, names)
-    print(f"{len(planes)} images {planes[0].shape}, {describe_device(device)}", flush=True)
+    print(f"{len(planes)} images {planes[0].shape}, {describe_device(device)}; overrides {args.set}", flush=True)
     other_real = CropSampler(data, cfg.resolution, np.random.default_rng(99), mirror=False).sample(cfg.eval_images)
 
     result = train(args, data, cfg, device, args.minutes)
